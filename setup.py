@@ -1,0 +1,53 @@
+"""Install with ``pip install -e .`` (``pip install -e ".[test]"`` for the tests).
+
+GPU users: set ``MXNET_PACKAGE`` to the CUDA build of the same release before
+installing, e.g. ``MXNET_PACKAGE=mxnet-cu112==1.9.1 pip install -e .``, so the
+CPU ``mxnet`` wheel is not installed beside it.
+"""
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+if not (3, 8) <= sys.version_info[:2] <= (3, 11):
+    sys.exit('alexnet-mxnet needs Python 3.8-3.11: mxnet 1.9.1 only works with numpy<1.24 '
+             '(it uses np.bool, removed in numpy 1.24), and no numpy<1.24 wheel exists for '
+             'Python %d.%d.' % sys.version_info[:2])
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MXNET = os.environ.get('MXNET_PACKAGE', 'mxnet==1.9.1')
+
+setup(
+    name='alexnet-mxnet',
+    version='0.1.0',
+    description='AlexNet image classification on MXNet symbolic graphs: data, training, scoring',
+    long_description=open(os.path.join(HERE, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.8,<3.12',
+    packages=find_packages(include=['symbols', 'iterators', 'engine', 'tools']),
+    # The thin top-level CLIs (train_imagenet.py, score.py, ...) stay importable.
+    py_modules=sorted(name[:-3] for name in os.listdir(HERE)
+                      if name.endswith('.py') and name != 'setup.py'),
+    install_requires=[
+        MXNET,
+        'numpy<1.24',            # mxnet 1.9.1 fails on numpy>=1.24 (np.bool) and 2.x (np.PZERO)
+        'opencv-python<4.11',
+        'gluoncv==0.10.5.post0',
+        # gluoncv leaves these open; their newest releases need numpy 2.
+        'scipy<1.12',
+        'matplotlib<3.9',
+        'pandas<2.3',
+        'scikit-learn<1.6',      # ships the digits used by the built-in demo data set
+        'Pillow',
+        'tqdm',
+    ],
+    extras_require={
+        'test': ['pytest'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3.8',
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+    ],
+)

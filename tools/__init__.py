@@ -1,0 +1,1 @@
+"""Tools around the training engine: dataset conversion, demo data, model summaries."""
