@@ -1,0 +1,85 @@
+"""Checkpoint files, written atomically, in the layout stock MXNet reads.
+
+A run with prefix ``P`` leaves ``P-symbol.json`` and ``P-NNNN.params`` (what
+``mx.model.load_checkpoint`` and ``mx.mod.Module.load`` read) and the sidecar
+``P-meta.json``: the single source of what scoring, prediction and export need
+(network, image shape, mean/std, class names).
+"""
+import json
+import os
+import tempfile
+
+import mxnet as mx
+
+from engine.errors import UsageError
+
+SIDECAR_SUFFIX = '-meta.json'
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)``, then rename onto ``path``: readers never see half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, 'rb') as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def params_path(prefix, epoch):
+    return '%s-%04d.params' % (prefix, epoch)
+
+
+def symbol_path(prefix):
+    return '%s-symbol.json' % prefix
+
+
+def sidecar_path(prefix):
+    return prefix + SIDECAR_SUFFIX
+
+
+def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
+    """Same files and format as ``mx.model.save_checkpoint``, each written atomically."""
+    atomic_write(symbol_path(prefix), symbol.save)
+    saved = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
+    saved.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
+    atomic_write(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, saved))
+
+
+def load_checkpoint(prefix, epoch):
+    """``(symbol, arg_params, aux_params)``, with one-line errors for missing files."""
+    for path in (symbol_path(prefix), params_path(prefix, epoch)):
+        if not os.path.isfile(path):
+            raise UsageError('checkpoint file %s not found' % path)
+    return mx.model.load_checkpoint(prefix, epoch)
+
+
+def write_sidecar(prefix, meta):
+    """Write the JSON sidecar. Keys: network, num_classes, image_shape [C,H,W],
+    mean_rgb [3], std_rgb [3] or None, class_names [..] or None, dtype, and the
+    training state the engine adds (epoch, best_epoch, best_val_top1)."""
+    text = json.dumps(meta, indent=2, sort_keys=True)
+
+    def write(tmp):
+        with open(tmp, 'w') as handle:
+            handle.write(text + '\n')
+    atomic_write(sidecar_path(prefix), write)
+
+
+def read_sidecar(prefix):
+    """The sidecar dict, or ``{}`` when the checkpoint has none (e.g. made by stock MXNet)."""
+    path = sidecar_path(prefix)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except ValueError as err:
+        raise UsageError('checkpoint sidecar %s is not valid JSON: %s' % (path, err))
