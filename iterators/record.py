@@ -1,0 +1,132 @@
+"""``ImageRecordIter`` pipelines for AlexNet: augmented training, center-crop validation.
+
+Both run MXNet's C++ decoder/augmenter with ``round_batch=False`` inside ``ShardIter``. That
+wrapper knows each shard's record count from the ``.idx`` and therefore (a) reports the exact
+``pad`` of the last batch and fills its rows with copies of real rows (``ImageRecordIter``
+itself reports pad=0 and leaves stale rows with garbage labels there; its ``round_batch=True``
+mode loses its place across ``reset()``), and (b) gives every shard the same number of batches
+per epoch, ``ceil(largest shard / batch_size)``, so ``dist_sync`` workers never wait on each
+other at an epoch end: a shorter training shard starts a fresh (reshuffled) pass to fill its
+epoch, a shorter validation shard ends with all-filler batches (``pad == batch_size``).
+"""
+import os
+
+import mxnet as mx
+
+from engine.errors import UsageError
+from iterators.normalize import MEAN_RGB, check_mean_std
+from iterators.recordfile import check_record_file, index_path, part_range
+
+# Random-resized-crop ranges of the Inception/ResNet recipe (torchvision and GluonCV defaults).
+RANDOM_AREA = (0.08, 1.0)
+ASPECT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+
+class ShardIter(mx.io.DataIter):
+    """Exactly ``batches_per_epoch`` batches per epoch from one shard, with exact ``pad``."""
+
+    def __init__(self, record_iter, part_size, batches_per_epoch, refill):
+        super().__init__(record_iter.batch_size)
+        self._iter = record_iter
+        self._refill = refill
+        self.part_size = part_size
+        self.batches_per_epoch = batches_per_epoch
+        self.provide_data = record_iter.provide_data
+        self.provide_label = record_iter.provide_label
+        self._served = 0
+        self._left = part_size
+        self._last = None
+
+    def reset(self):
+        self._iter.reset()
+        self._served = 0
+        self._left = self.part_size
+
+    def next(self):
+        if self._served == self.batches_per_epoch:
+            raise StopIteration
+        self._served += 1
+        if self._left == 0:
+            if not self._refill:
+                return self._batch(self._last.data, self._last.label, self.batch_size)
+            self._iter.reset()
+            self._left = self.part_size
+        batch = self._iter.next()
+        real = min(self._left, self.batch_size)
+        self._left -= real
+        data, label = batch.data, batch.label
+        if real < self.batch_size:
+            rows = mx.nd.array([i % real for i in range(self.batch_size)], dtype='int32')
+            data = [mx.nd.take(d, rows) for d in data]
+            label = [mx.nd.take(lab, rows) for lab in label]
+        self._last = self._batch(data, label, self.batch_size - real)
+        return self._last
+
+    def _batch(self, data, label, pad):
+        return mx.io.DataBatch(data, label, pad=pad, provide_data=self.provide_data,
+                               provide_label=self.provide_label)
+
+
+def get_train_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
+                   std_rgb=None, pca_noise=0.1, color_jitter=0.0, random_resized_crop=False,
+                   random_area=RANDOM_AREA, aspect_ratio=ASPECT_RATIO, mirror=True, shuffle=True,
+                   seed=0, num_parts=1, part_index=0, num_threads=None, dtype='float32',
+                   resize=None, prefetch_buffer=4):
+    """Training iterator: random ``image_shape`` crop (of the 256-pixel records), random
+    mirror, AlexNet's PCA lighting noise, optional colour jitter (brightness, contrast and
+    saturation each in ``[-color_jitter, color_jitter]``) and random-resized crop
+    (``random_area`` of the image, ``aspect_ratio`` w/h range), mean/std normalisation,
+    reshuffled every epoch. ``seed`` fixes order and augmentation (offset per shard)."""
+    aug = dict(rand_crop=True, rand_mirror=bool(mirror), shuffle=bool(shuffle), seed=int(seed),
+               seed_aug=int(seed) + part_index, pca_noise=float(pca_noise),
+               brightness=float(color_jitter), contrast=float(color_jitter),
+               saturation=float(color_jitter))
+    if random_resized_crop:
+        aug.update(random_resized_crop=True, min_random_area=float(random_area[0]),
+                   max_random_area=float(random_area[1]), min_aspect_ratio=float(aspect_ratio[0]),
+                   max_aspect_ratio=float(aspect_ratio[1]))
+    return _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
+                       part_index, num_threads, dtype, resize, prefetch_buffer, aug, refill=True)
+
+
+def get_val_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
+                 std_rgb=None, num_parts=1, part_index=0, num_threads=None, dtype='float32',
+                 resize=None, prefetch_buffer=4):
+    """Validation iterator: center crop, no augmentation, records in file order; the last
+    batch's ``pad`` counts its filler rows (copies of real rows)."""
+    return _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
+                       part_index, num_threads, dtype, resize, prefetch_buffer, {}, refill=False)
+
+
+def get_rec_iters(data_train, data_val, batch_size, image_shape=(3, 227, 227), **kwargs):
+    """``(train, val)`` iterators; ``val`` is ``None`` without ``data_val``. ``kwargs`` go to
+    ``get_train_iter``; the ones that also apply to validation go to ``get_val_iter``."""
+    train = get_train_iter(data_train, batch_size, image_shape, **kwargs)
+    if not data_val:
+        return train, None
+    shared = ('mean_rgb', 'std_rgb', 'num_parts', 'part_index', 'num_threads', 'dtype', 'resize',
+              'prefetch_buffer')
+    val = get_val_iter(data_val, batch_size, image_shape,
+                       **{k: v for k, v in kwargs.items() if k in shared})
+    return train, val
+
+
+def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts, part_index,
+                num_threads, dtype, resize, prefetch_buffer, aug, refill):
+    import symbols
+    image_shape = symbols.parse_image_shape(image_shape)
+    mean, std = check_mean_std(mean_rgb, std_rgb)
+    std = std or (1.0, 1.0, 1.0)
+    if batch_size < 1:
+        raise UsageError('batch size must be positive, got %d' % batch_size)
+    num_records = check_record_file(path_rec)
+    begin, end = part_range(num_records, num_parts, part_index)
+    largest = part_range(num_records, num_parts, 0)[1]
+    record_iter = mx.io.ImageRecordIter(
+        path_imgrec=path_rec, path_imgidx=index_path(path_rec), data_shape=image_shape,
+        batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
+        preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
+        resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
+        std_g=std[1], std_b=std[2], dtype=dtype, data_name='data', label_name='softmax_label',
+        verbose=False, **aug)
+    return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill)
