@@ -1,8 +1,10 @@
 """Input pipelines: RecordIO train/val iterators, 10-crop evaluation, synthetic data."""
+from iterators.args import add_data_args, data_iter_kwargs
 from iterators.normalize import MEAN_RGB, STD_RGB
-from iterators.recordfile import check_record_file
 from iterators.record import get_rec_iters, get_train_iter, get_val_iter
+from iterators.recordfile import check_record_file
 from iterators.synthetic import SyntheticIter
+from iterators.tencrop import TenCropIter
 
 __all__ = ['MEAN_RGB', 'STD_RGB', 'check_record_file', 'get_train_iter', 'get_val_iter',
-           'get_rec_iters', 'SyntheticIter']
+           'get_rec_iters', 'SyntheticIter', 'TenCropIter', 'add_data_args', 'data_iter_kwargs']

@@ -25,13 +25,15 @@ ASPECT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 class ShardIter(mx.io.DataIter):
     """Exactly ``batches_per_epoch`` batches per epoch from one shard, with exact ``pad``."""
 
-    def __init__(self, record_iter, part_size, batches_per_epoch, refill):
+    def __init__(self, record_iter, part_size, batches_per_epoch, refill, dtype='float32'):
         super().__init__(record_iter.batch_size)
         self._iter = record_iter
         self._refill = refill
+        self._dtype = dtype
         self.part_size = part_size
         self.batches_per_epoch = batches_per_epoch
-        self.provide_data = record_iter.provide_data
+        self.provide_data = [mx.io.DataDesc(d.name, d.shape, dtype, d.layout)
+                             for d in record_iter.provide_data]
         self.provide_label = record_iter.provide_label
         self._served = 0
         self._left = part_size
@@ -59,6 +61,8 @@ class ShardIter(mx.io.DataIter):
             rows = mx.nd.array([i % real for i in range(self.batch_size)], dtype='int32')
             data = [mx.nd.take(d, rows) for d in data]
             label = [mx.nd.take(lab, rows) for lab in label]
+        if self._dtype != 'float32':
+            data = [d.astype(self._dtype) for d in data]
         self._last = self._batch(data, label, self.batch_size - real)
         return self._last
 
@@ -76,13 +80,16 @@ def get_train_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=
     mirror, AlexNet's PCA lighting noise, optional colour jitter (brightness, contrast and
     saturation each in ``[-color_jitter, color_jitter]``) and random-resized crop
     (``random_area`` of the image, ``aspect_ratio`` w/h range), mean/std normalisation,
-    reshuffled every epoch. ``seed`` fixes order and augmentation (offset per shard)."""
+    reshuffled every epoch. ``seed`` fixes the shuffle order; augmentation draws differ per
+    epoch (MXNet's per-thread generators)."""
+    # seed_aug is left out on purpose: in MXNet 1.9.1 it re-seeds the augmenters at every
+    # reset(), so each epoch would repeat the same crops and mirrors.
     aug = dict(rand_crop=True, rand_mirror=bool(mirror), shuffle=bool(shuffle), seed=int(seed),
-               seed_aug=int(seed) + part_index, pca_noise=float(pca_noise),
+               pca_noise=float(pca_noise),
                brightness=float(color_jitter), contrast=float(color_jitter),
                saturation=float(color_jitter))
     if random_resized_crop:
-        aug.update(random_resized_crop=True, min_random_area=float(random_area[0]),
+        aug.update(random_resized_crop=True, rand_crop=False, min_random_area=float(random_area[0]),
                    max_random_area=float(random_area[1]), min_aspect_ratio=float(aspect_ratio[0]),
                    max_aspect_ratio=float(aspect_ratio[1]))
     return _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
@@ -127,6 +134,7 @@ def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
         batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
         preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
         resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
-        std_g=std[1], std_b=std[2], dtype=dtype, data_name='data', label_name='softmax_label',
-        verbose=False, **aug)
-    return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill)
+        std_g=std[1], std_b=std[2], data_name='data', label_name='softmax_label', verbose=False,
+        **aug)
+    # ImageRecordIter in 1.9.1 makes no float16 ('unknown dtype'): ShardIter casts instead
+    return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill, dtype)

@@ -1,0 +1,108 @@
+"""The AlexNet paper's test protocol: score four corner crops, the center crop and the
+horizontal mirrors of all five, then average the ten predictions per image."""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from engine.errors import UsageError
+from iterators.normalize import MEAN_RGB, check_mean_std
+from iterators.recordfile import check_record_file, index_path
+
+CROPS_PER_IMAGE = 10
+
+
+def crop_offsets(height, width, crop_h, crop_w):
+    """(top, left) of the five crops: top-left, top-right, bottom-left, bottom-right, center
+    (the center as ``ImageRecordIter`` places it: ``(size - crop) // 2``)."""
+    bottom, right = height - crop_h, width - crop_w
+    return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+
+
+class TenCropIter(mx.io.DataIter):
+    """Batches of ``batch_size`` images x 10 crops from a ``.rec``, in file order.
+
+    ``data`` is ``(batch_size * 10, C, H, W)``: rows ``i*10 .. i*10+4`` are image i's five
+    crops (order of ``crop_offsets``), rows ``i*10+5 .. i*10+9`` their mirrors; ``label`` is
+    ``(batch_size * 10,)``. ``pad`` counts filler *images* (copies of real ones) in the last
+    batch. Images whose shorter side differs from ``resize`` are resized to it first (with
+    ``resize=None`` only images too small for the crop are enlarged). Decoding runs in a
+    thread pool, one batch ahead of the consumer.
+    """
+
+    def __init__(self, path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
+                 std_rgb=None, resize=None, num_threads=None, dtype='float32'):
+        import symbols
+        super().__init__(batch_size)
+        self.image_shape = symbols.parse_image_shape(image_shape)
+        if self.image_shape[0] != 3:
+            raise UsageError('10-crop evaluation reads colour images: image shape must be 3,H,W')
+        mean, std = check_mean_std(mean_rgb, std_rgb)
+        self._mean = np.array(mean, np.float32)
+        self._inv_std = 1.0 / np.array(std or (1.0, 1.0, 1.0), np.float32)
+        self._resize = resize
+        self._dtype = dtype
+        self.num_images = check_record_file(path_rec)
+        self._record = mx.recordio.MXIndexedRecordIO(index_path(path_rec), path_rec, 'r')
+        self._keys = list(self._record.keys)
+        self._pool = ThreadPoolExecutor(num_threads or os.cpu_count() or 1)
+        rows = batch_size * CROPS_PER_IMAGE
+        self.provide_data = [mx.io.DataDesc('data', (rows,) + self.image_shape, dtype)]
+        self.provide_label = [mx.io.DataDesc('softmax_label', (rows,), 'float32')]
+        self.reset()
+
+    def reset(self):
+        self._cursor = 0
+        self._pending = self._submit()
+
+    def next(self):
+        if not self._pending:
+            raise StopIteration
+        results = [job.result() for job in self._pending]
+        self._pending = self._submit()
+        real = len(results)
+        results += [results[i % real] for i in range(self.batch_size - real)]
+        data = np.concatenate([crops for crops, _ in results])
+        label = np.repeat(np.array([lab for _, lab in results], np.float32), CROPS_PER_IMAGE)
+        return mx.io.DataBatch([mx.nd.array(data, dtype=self._dtype)], [mx.nd.array(label)],
+                               pad=self.batch_size - real, provide_data=self.provide_data,
+                               provide_label=self.provide_label)
+
+    def close(self):
+        self._pool.shutdown(wait=True)
+        self._record.close()
+
+    def _submit(self):
+        """Read the next batch's raw records (cheap, one file handle) and queue their decoding."""
+        keys = self._keys[self._cursor:self._cursor + self.batch_size]
+        self._cursor += len(keys)
+        return [self._pool.submit(self._ten_crops, key, self._record.read_idx(key)) for key in keys]
+
+    def _ten_crops(self, key, raw):
+        header, encoded = mx.recordio.unpack(raw)
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UsageError('record %s in the .rec file is not a decodable image' % key)
+        image = self._resized(image[:, :, ::-1])
+        _, crop_h, crop_w = self.image_shape
+        crops = np.stack([image[top:top + crop_h, left:left + crop_w]
+                          for top, left in crop_offsets(image.shape[0], image.shape[1],
+                                                        crop_h, crop_w)])
+        crops = np.concatenate([crops, crops[:, :, ::-1]]).astype(np.float32)
+        crops = (crops - self._mean) * self._inv_std
+        label = header.label if np.isscalar(header.label) else header.label[0]
+        return crops.transpose(0, 3, 1, 2), float(label)
+
+    def _resized(self, image):
+        height, width = image.shape[:2]
+        _, crop_h, crop_w = self.image_shape
+        if self._resize:
+            scale = self._resize / min(height, width)
+        else:
+            scale = max(crop_h / height, crop_w / width, 1.0)
+        if scale == 1.0:
+            return image
+        size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
