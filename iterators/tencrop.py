@@ -58,15 +58,21 @@ class TenCropIter(mx.io.DataIter):
         self._pending = self._submit()
 
     def next(self):
-        if not self._pending:
+        if self._pending is None:
             raise StopIteration
-        results = [job.result() for job in self._pending]
+        data, jobs = self._pending
+        labels = [job.result() for job in jobs]
         self._pending = self._submit()
-        real = len(results)
-        results += [results[i % real] for i in range(self.batch_size - real)]
-        data = np.concatenate([crops for crops, _ in results])
-        label = np.repeat(np.array([lab for _, lab in results], np.float32), CROPS_PER_IMAGE)
-        return mx.io.DataBatch([mx.nd.array(data, dtype=self._dtype)], [mx.nd.array(label)],
+        real = len(labels)
+        for i in range(real, self.batch_size):
+            data[i * CROPS_PER_IMAGE:(i + 1) * CROPS_PER_IMAGE] = \
+                data[(i % real) * CROPS_PER_IMAGE:(i % real + 1) * CROPS_PER_IMAGE]
+            labels.append(labels[i % real])
+        label = np.repeat(np.array(labels, np.float32), CROPS_PER_IMAGE)
+        data = mx.nd.from_numpy(data, zero_copy=True)  # a fresh array per batch: safe to share
+        if self._dtype != 'float32':
+            data = data.astype(self._dtype)
+        return mx.io.DataBatch([data], [mx.nd.array(label)],
                                pad=self.batch_size - real, provide_data=self.provide_data,
                                provide_label=self.provide_label)
 
@@ -75,25 +81,31 @@ class TenCropIter(mx.io.DataIter):
         self._record.close()
 
     def _submit(self):
-        """Read the next batch's raw records (cheap, one file handle) and queue their decoding."""
+        """Read the next batch's raw records (cheap, one file handle) and queue their decoding
+        into a fresh batch array; ``None`` at the end of the file."""
         keys = self._keys[self._cursor:self._cursor + self.batch_size]
+        if not keys:
+            return None
         self._cursor += len(keys)
-        return [self._pool.submit(self._ten_crops, key, self._record.read_idx(key)) for key in keys]
+        data = np.empty(self.provide_data[0].shape, np.float32)
+        rows = [data[i * CROPS_PER_IMAGE:(i + 1) * CROPS_PER_IMAGE] for i in range(len(keys))]
+        return data, [self._pool.submit(self._ten_crops, out, key, self._record.read_idx(key))
+                      for out, key in zip(rows, keys)]
 
-    def _ten_crops(self, key, raw):
+    def _ten_crops(self, out, key, raw):
+        """Write one record's ten normalised crops into ``out``; return its label."""
         header, encoded = mx.recordio.unpack(raw)
         image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise UsageError('record %s in the .rec file is not a decodable image' % key)
         image = self._resized(image[:, :, ::-1])
+        chw = ((image.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
         _, crop_h, crop_w = self.image_shape
-        crops = np.stack([image[top:top + crop_h, left:left + crop_w]
-                          for top, left in crop_offsets(image.shape[0], image.shape[1],
-                                                        crop_h, crop_w)])
-        crops = np.concatenate([crops, crops[:, :, ::-1]]).astype(np.float32)
-        crops = (crops - self._mean) * self._inv_std
-        label = header.label if np.isscalar(header.label) else header.label[0]
-        return crops.transpose(0, 3, 1, 2), float(label)
+        offsets = crop_offsets(image.shape[0], image.shape[1], crop_h, crop_w)
+        for k, (top, left) in enumerate(offsets):
+            out[k] = chw[:, top:top + crop_h, left:left + crop_w]
+            out[k + len(offsets)] = out[k][:, :, ::-1]
+        return float(header.label if np.isscalar(header.label) else header.label[0])
 
     def _resized(self, image):
         height, width = image.shape[:2]

@@ -287,9 +287,9 @@ def test_ten_crop_center_matches_val_iterator(rec):
 
 
 def test_ten_crop_resizes_small_images(rec):
-    it = iterators.TenCropIter(rec, 3, (3, 300, 300), resize=None)
+    it = iterators.TenCropIter(rec, 3, (3, 300, 300), resize=None, dtype='float16')
     batch = next(iter(it))
-    assert batch.data[0].shape == (30, 3, 300, 300)
+    assert batch.data[0].shape == (30, 3, 300, 300) and batch.data[0].dtype == np.float16
     np.testing.assert_array_equal(batch.data[0][5].asnumpy(), batch.data[0][0].asnumpy()[:, :, ::-1])
     it.close()
 
