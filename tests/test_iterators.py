@@ -97,8 +97,11 @@ def test_check_record_file_missing_or_broken_files(rec, tmp_path):
     with pytest.raises(UsageError, match=r'index file .*no_idx\.idx not found'):
         iterators.check_record_file(str(no_idx))
     index = open(rec[:-4] + '.idx').read()
+    shifted = ''.join('%s\t%d\n' % (key, int(offset) + 4)
+                      for key, offset in (line.split('\t') for line in index.splitlines()))
     for name, rec_bytes, idx_text, message in [
             ('truncated', data[:-1000], index, 'does not match its index'),
+            ('shifted', data, shifted, 'does not match its index'),
             ('empty', b'', index, 'record file .* is empty'),
             ('emptyidx', data, '', 'index file .* is empty'),
             ('badidx', data, 'zero\n', 'not "key<TAB>offset"')]:
