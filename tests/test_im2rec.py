@@ -287,3 +287,14 @@ def test_pass_through_stores_the_files_unchanged(photos, tmp_path):
     for key in reader.keys:
         _, payload = mx.recordio.unpack(reader.read_idx(key))
         assert payload == (source / listed[key][1]).read_bytes()
+
+
+def test_jpeg_header_size_matches_decoded_size(photos):
+    from tools.image_encoding import jpeg_shorter_side
+    jpegs = [os.path.join(d, f) for d, _, files in os.walk(str(photos)) for f in files
+             if not f.endswith('.png')]
+    for path in jpegs:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert jpeg_shorter_side(data) == min(decoded.shape[:2]), path

@@ -5,13 +5,11 @@ state: ``mx.recordio.pack`` is plain Python. Decoding a JPEG at 1/2, 1/4 or 1/8
 scale (libjpeg's DCT scaling) when the photo is much larger than the target is
 what makes conversion of full-size photos fast.
 """
-import io
 from collections import namedtuple
 
 import cv2
 import numpy as np
 from mxnet.recordio import IRHeader, pack
-from PIL import Image
 
 EncodeSettings = namedtuple('EncodeSettings', 'resize center_crop quality pass_through')
 
@@ -41,16 +39,30 @@ def truncation_problem(data):
     return None
 
 
+def jpeg_shorter_side(data):
+    """The shorter side from a JPEG's frame header (no decoding), or None if not found."""
+    i, end = 2, len(data) - 9
+    while i < end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            i += 2
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return min(int.from_bytes(data[i + 5:i + 7], 'big'),
+                       int.from_bytes(data[i + 7:i + 9], 'big'))
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
+    return None
+
+
 def _reduced_flag(data, target):
     """The cheapest decode flag that still leaves the shorter side >= ``target``."""
-    if not target or not data.startswith(_JPEG_START):
-        return cv2.IMREAD_COLOR
-    try:
-        shorter = min(Image.open(io.BytesIO(data)).size)
-    except Exception:  # let OpenCV decide whether it is an image at all
-        return cv2.IMREAD_COLOR
+    shorter = target and data.startswith(_JPEG_START) and jpeg_shorter_side(data)
     for factor, flag in _REDUCED:
-        if shorter // factor >= target:
+        if shorter and shorter // factor >= target:
             return flag
     return cv2.IMREAD_COLOR
 
