@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from tests.test_im2rec import labels_from_record_iter, lst_entries
 from tools import demo_data
 from tools.demo_data import ensure_digits_dataset
 
@@ -32,8 +33,7 @@ def test_counts_labels_and_pixels(digits_cache):
         assert n_val == round(per_class[label] * 0.2)
     for split in ('train', 'val'):
         reader = mx.recordio.MXIndexedRecordIO(result.indexes[split], result.records[split], 'r')
-        with open(result.lists[split], encoding='utf-8') as handle:
-            paths = {int(line.split('\t')[0]): line.rstrip('\n').split('\t')[2] for line in handle}
+        paths = {key: rel for key, (_, rel) in lst_entries(result.lists[split]).items()}
         for key in reader.keys[::25]:
             header, img = mx.recordio.unpack_img(reader.read_idx(key), iscolor=-1)
             assert img.shape == (SIZE, SIZE, 3)
@@ -45,12 +45,8 @@ def test_counts_labels_and_pixels(digits_cache):
 
 def test_stock_record_iter_reads_every_record(digits_cache):
     _, result = digits_cache
-    it = mx.io.ImageRecordIter(path_imgrec=result.records['val'], data_shape=(3, SIZE, SIZE),
-                               batch_size=50, round_batch=True, preprocess_threads=1)
-    labels = Counter()
-    for batch in it:
-        labels.update(batch.label[0].asnumpy()[:50 - batch.pad].astype(int).tolist())
-    assert labels == Counter({label: n for label, n in result.counts['val'].items()})
+    labels = labels_from_record_iter(result.records['val'], (3, SIZE, SIZE))
+    assert Counter(labels) == Counter(result.counts['val'])
 
 
 def test_complete_cache_is_reused_without_converting(digits_cache, monkeypatch):
