@@ -7,6 +7,7 @@ A run with prefix ``P`` leaves ``P-symbol.json`` and ``P-NNNN.params`` (what
 """
 import json
 import os
+import shutil
 import tempfile
 
 import mxnet as mx
@@ -83,3 +84,23 @@ def read_sidecar(prefix):
             return json.load(handle)
     except ValueError as err:
         raise UsageError('checkpoint sidecar %s is not valid JSON: %s' % (path, err))
+
+
+def states_path(prefix, epoch):
+    return '%s-%04d.states' % (prefix, epoch)
+
+
+def best_params_path(prefix):
+    return '%s-best.params' % prefix
+
+
+def save_optimizer_states(module, prefix, epoch):
+    """``P-NNNN.states``: the optimizer state (e.g. momentum) that ``Module.load(...,
+    load_optimizer_states=True)`` reads back."""
+    atomic_write(states_path(prefix, epoch), module.save_optimizer_states)
+
+
+def mark_best(prefix, epoch):
+    """Copy ``P-NNNN.params`` to ``P-best.params`` (same format, loads with ``mx.nd.load``)."""
+    source = params_path(prefix, epoch)
+    atomic_write(best_params_path(prefix), lambda tmp: shutil.copyfile(source, tmp))

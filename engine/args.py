@@ -1,0 +1,149 @@
+"""Training flags, in argument groups every training CLI shares (MXNet example names).
+
+Flags whose good value depends on the data (batch size, epochs, lr, ...) default to
+``None`` and are resolved by ``resolve_defaults``: the AlexNet/ImageNet recipe for real
+data, a small CPU-sized recipe for the built-in digits demo (no ``--data-train``).
+"""
+import argparse
+
+from engine.errors import UsageError
+from engine.devices import DEFAULT_CPUS, KVSTORE_TYPES
+from engine.lr_schedule import INITIALIZERS, SCHEDULERS
+
+# The paper / Caffe recipe: SGD, momentum 0.9, weight decay 5e-4, batch 256, lr 0.01 divided
+# by 10 at fixed epochs (torchvision's reference steps every 30 of 90 epochs).
+IMAGENET_DEFAULTS = dict(batch_size=256, num_epochs=90, lr=0.01, lr_step_epochs='30,60,80',
+                         initializer='alexnet', num_classes=1000, image_shape=None, rgb_std=None)
+# Digits demo: 1,438 training images at 67x67 (the smallest AlexNet input) on the CPU. The
+# paper's N(0, 0.01) start needs many epochs to leave chance level; a fan-in scaled start on
+# standardised pixels learns the digits in a few, and a final lr step settles it.
+DEMO_DEFAULTS = dict(batch_size=32, num_epochs=12, lr=0.01, lr_step_epochs='9',
+                     initializer='xavier', num_classes=10, image_shape='3,67,67',
+                     rgb_std=(58.393, 57.12, 57.375))
+
+
+def _both(key):
+    return '(default: %s; digits demo: %s)' % (IMAGENET_DEFAULTS[key] or 'none',
+                                                DEMO_DEFAULTS[key] or 'none')
+
+
+def add_device_args(parser):
+    """``--gpus``, ``--cpus``, ``--kv-store``."""
+    group = parser.add_argument_group('devices')
+    group.add_argument('--gpus', default=None, metavar='0,1',
+                       help='GPUs to train on, data parallel (the batch is split across them)')
+    group.add_argument('--cpus', type=int, default=None, metavar='N',
+                       help='number of CPU contexts when no --gpus is given (default: %d: one '
+                            'context already uses every core)' % DEFAULT_CPUS)
+    group.add_argument('--kv-store', default='device', choices=KVSTORE_TYPES,
+                       help='how gradients are combined across devices and machines; only used '
+                            'with several devices or dist_* (default: %(default)s)')
+    return group
+
+
+def add_fit_args(parser):
+    """Optimisation, schedule, logging and checkpoint flags."""
+    group = parser.add_argument_group('training')
+    group.add_argument('--batch-size', type=int, default=None,
+                       help='global batch per step, split over the devices ' + _both('batch_size'))
+    group.add_argument('--num-epochs', type=int, default=None,
+                       help='epochs to train (counting resumed ones) ' + _both('num_epochs'))
+    group.add_argument('--optimizer', default='sgd',
+                       help='any mx.optimizer name: sgd, nag, adam, rmsprop... (default: %(default)s)')
+    group.add_argument('--lr', type=float, default=None, help='initial learning rate ' + _both('lr'))
+    group.add_argument('--mom', type=float, default=0.9,
+                       help='momentum for sgd/nag (default: %(default)s)')
+    group.add_argument('--wd', type=float, default=5e-4, help='weight decay (default: %(default)s)')
+    group.add_argument('--lr-scheduler', default='step', choices=SCHEDULERS,
+                       help='step: multiply by --lr-factor at --lr-step-epochs; poly, cosine: '
+                            'decay to 0 over the run (default: %(default)s)')
+    group.add_argument('--lr-factor', type=float, default=0.1,
+                       help='step scheduler\'s factor (default: %(default)s)')
+    group.add_argument('--lr-step-epochs', default=None, metavar='30,60',
+                       help='epochs after which the step scheduler multiplies the lr '
+                            + _both('lr_step_epochs'))
+    group.add_argument('--warmup-epochs', type=float, default=0,
+                       help='linear lr warm-up from 0 over this many epochs (default: %(default)s)')
+    group.add_argument('--initializer', default=None, choices=INITIALIZERS,
+                       help='alexnet: the paper\'s N(0, 0.01) weights, biases 1 in conv2/4/5 and '
+                            'fc1/fc2; xavier: MXNet example\'s gaussian scaled by fan-in '
+                            + _both('initializer'))
+    group.add_argument('--dropout', type=float, default=0.5,
+                       help='dropout of fc1/fc2; 0 removes it (default: %(default)s)')
+    group.add_argument('--num-examples', type=int, default=None,
+                       help='training images per epoch, for the lr schedule (default: the '
+                            'count in the .idx file)')
+    group.add_argument('--top-k', type=int, default=5,
+                       help='also report top-k accuracy; 0 turns it off (default: %(default)s)')
+    group.add_argument('--seed', type=int, default=0,
+                       help='seed for initialisation, dropout and data order (default: %(default)s)')
+    group.add_argument('--disp-batches', type=int, default=20,
+                       help='log a Speedometer line every N batches; 0: never (default: %(default)s)')
+    group.add_argument('--model-prefix', default=None,
+                       help='checkpoint prefix P: writes P-symbol.json, P-NNNN.params, '
+                            'P-NNNN.states, P-meta.json, P-metrics.csv, P-curves.png, '
+                            'P-best.params (default: checkpoints/NETWORK, or '
+                            'checkpoints/digits-alexnet for the demo)')
+    group.add_argument('--load-epoch', type=int, default=None, metavar='N',
+                       help='resume from P-NNNN.params/.states of --model-prefix')
+    group.add_argument('--test-io', action='store_true',
+                       help='only read the training data for one epoch and report its speed')
+    group.add_argument('--benchmark', action='store_true',
+                       help='train on synthetic data (no files needed): measures the compute speed')
+    group.add_argument('--monitor', type=int, default=0, metavar='N',
+                       help='print weight/gradient/output norms every N batches (default: off)')
+    group.add_argument('--no-progress', dest='progress', action='store_false',
+                       help='no progress bar (log lines only)')
+    return group
+
+
+def add_finetune_args(parser):
+    """``--pretrained`` and how the transferred layers train."""
+    group = parser.add_argument_group('fine-tuning')
+    group.add_argument('--pretrained', default=None, metavar='FILE.params',
+                       help='start from these weights, with a new fc3 for --num-classes: a '
+                            'checkpoint\'s P-NNNN.params, or a GluonCV AlexNet .params file '
+                            '(needs --network alexnet-gluon)')
+    group.add_argument('--freeze-features', action='store_true',
+                       help='with --pretrained: keep the conv layers fixed')
+    group.add_argument('--features-lr-mult', type=float, default=1.0,
+                       help='with --pretrained: lr multiplier of the conv layers, e.g. 0.1 '
+                            '(default: %(default)s)')
+    return group
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad flags raise ``UsageError``, so ``run_cli`` prints them as one line (exit 2)
+    instead of argparse's usage block."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_train_parser(prog=None):
+    """The parser of ``train_imagenet.py``."""
+    from engine.cli import add_network_args
+    from iterators import add_data_args
+    parser = OneLineErrorParser(
+        prog=prog, description='Train AlexNet with mx.mod.Module on every listed device. Without '
+                    '--data-train it trains on the built-in digits demo (scikit-learn\'s '
+                    'handwritten digits as images), on the CPU, in a few minutes.')
+    add_network_args(parser)
+    # Decided by the data when not given: the labels file beside --data-train, else 1000.
+    parser.set_defaults(num_classes=None)
+    parser._option_string_actions['--num-classes'].help = (
+        'number of output classes (default: the count in the labels file beside --data-train, '
+        'else 1000; digits demo: 10)')
+    add_data_args(parser)
+    add_device_args(parser)
+    add_fit_args(parser)
+    add_finetune_args(parser)
+    return parser
+
+
+def resolve_defaults(args, demo):
+    """Fill the ``None`` data-dependent flags from the demo or the ImageNet recipe."""
+    for key, value in (DEMO_DEFAULTS if demo else IMAGENET_DEFAULTS).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args

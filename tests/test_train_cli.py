@@ -1,0 +1,57 @@
+"""train_imagenet.py refuses bad arguments with one line on stderr and exit status 2,
+before any training starts."""
+import os
+import shutil
+
+import pytest
+
+from tests.fit_helpers import QUICK, run_train, tiny_photo_records
+
+
+@pytest.fixture(scope='module')
+def records(datasets_dir, tmp_path_factory):
+    return tiny_photo_records(datasets_dir, str(tmp_path_factory.mktemp('cli')))
+
+
+def _mismatched_pair(records, tmp_path):
+    """The training .rec beside the validation set's .idx: a pair that does not fit."""
+    train, val = records
+    rec = str(tmp_path / 'mixed.rec')
+    shutil.copyfile(val, rec)
+    shutil.copyfile(train[:-4] + '.idx', rec[:-4] + '.idx')
+    return rec
+
+
+CASES = {
+    'unknown network': (lambda r, t: ['--network', 'vgg16'], 'vgg16'),
+    'absent gpu': (lambda r, t: ['--gpus', '0'], 'GPU'),
+    'missing rec': (lambda r, t: ['--data-train', str(t / 'nowhere.rec')], 'not found'),
+    'missing idx': (lambda r, t: ['--data-train', _without_idx(r, t)], 'index file'),
+    'mismatched idx': (lambda r, t: ['--data-train', _mismatched_pair(r, t)], 'mixed'),
+    'image too small': (lambda r, t: ['--data-train', r[0], '--image-shape', '3,32,32'],
+                        'too small'),
+    'batch not divisible': (lambda r, t: ['--data-train', r[0], '--cpus', '2',
+                                          '--batch-size', '7'], 'divisible'),
+    'resume from nothing': (lambda r, t: ['--data-train', r[0], '--load-epoch', '1'],
+                            'not found'),
+}
+
+
+def _without_idx(records, tmp_path):
+    rec = str(tmp_path / 'lonely.rec')
+    shutil.copyfile(records[0], rec)
+    return rec
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_bad_argument_is_one_line_error(case, records, tmp_path):
+    make_flags, expected = CASES[case]
+    # QUICK first so each case's own flag (e.g. --image-shape) wins.
+    flags = QUICK + make_flags(records, tmp_path) + ['--model-prefix', tmp_path / 'run']
+    proc = run_train(flags, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith('train_imagenet.py: error: ') and expected in lines[0], lines
+    assert not os.path.exists(str(tmp_path / 'run-symbol.json'))
