@@ -16,6 +16,7 @@ if not (3, 8) <= sys.version_info[:2] <= (3, 11):
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MXNET = os.environ.get('MXNET_PACKAGE', 'mxnet==1.9.1')
+EXPORT = ['onnx>=1.13,<1.24', 'onnxruntime>=1.16,<1.33']
 
 setup(
     name='alexnet-mxnet',
@@ -24,7 +25,7 @@ setup(
     long_description=open(os.path.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.8,<3.12',
-    packages=find_packages(include=['symbols', 'iterators', 'engine', 'tools']),
+    packages=find_packages(include=['symbols', 'iterators', 'engine', 'tools', 'inference']),
     # The thin top-level CLIs (train_imagenet.py, score.py, ...) stay importable.
     py_modules=sorted(name[:-3] for name in os.listdir(HERE)
                       if name.endswith('.py') and name != 'setup.py'),
@@ -42,7 +43,10 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'test': ['pytest'],
+        # ONNX export (export.py); versions that run with numpy<1.24. mx.onnx's use of the
+        # onnx.mapping module that onnx 1.16 dropped is bridged in inference/onnx_export.py.
+        'export': EXPORT,
+        'test': ['pytest'] + EXPORT,
     },
     classifiers=[
         'Programming Language :: Python :: 3.8',

@@ -1,0 +1,226 @@
+"""Load a checkpoint for inference: which files, which preprocessing, which graph.
+
+The sidecar is the source of the preprocessing (image shape, mean/std, class names); a flag
+given on the command line overrides it, and the checkpoint's own parameters are checked
+against both so a mismatch is a one-line error instead of a crash deep inside MXNet.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import mxnet as mx
+
+import symbols
+from engine import checkpoint
+from engine.errors import UsageError
+from iterators import MEAN_RGB
+
+# P-NNNN.params per epoch, and the engine's P-best.params.
+_PARAMS_FILE = re.compile(r'^(?P<prefix>.+)-(?P<tag>\d{4,}|best)\.params$')
+
+
+@dataclass
+class LoadedModel:
+    symbol: mx.sym.Symbol   # the training graph, ending in SoftmaxOutput
+    arg_params: dict
+    aux_params: dict
+    prefix: str
+    params_file: str
+    network: Optional[str]
+    num_classes: int
+    image_shape: tuple       # (C, H, W)
+    mean_rgb: tuple
+    std_rgb: Optional[tuple]
+    class_names: list        # always num_classes names ('0', '1', ... when unknown)
+
+    @property
+    def name(self):
+        """``P-0007`` or ``P-best``: names the outputs made from this checkpoint."""
+        return self.params_file[:-len('.params')]
+
+
+def add_checkpoint_args(parser):
+    """``--model-prefix``/``--epoch`` or ``--params``: the checkpoint every inference CLI reads."""
+    group = parser.add_argument_group('checkpoint')
+    group.add_argument('--model-prefix', metavar='P',
+                       help='checkpoint prefix: reads P-symbol.json, P-NNNN.params, P-meta.json')
+    group.add_argument('--epoch', type=int, default=None,
+                       help='epoch to load (default: the newest P-NNNN.params)')
+    group.add_argument('--params', metavar='FILE',
+                       help='a P-NNNN.params or P-best.params file, instead of '
+                            '--model-prefix/--epoch')
+    group.add_argument('--class-names', metavar='FILE',
+                       help='class names, one per line or im2rec\'s index<TAB>folder<TAB>name '
+                            'labels file (default: from the sidecar)')
+    return group
+
+
+def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
+    """``(prefix, params_file)`` from either way of naming a checkpoint."""
+    if params:
+        if model_prefix or epoch is not None:
+            raise UsageError('give either --params or --model-prefix/--epoch, not both')
+        match = _PARAMS_FILE.match(params)
+        if not match:
+            raise UsageError('--params %s is not named like P-NNNN.params or P-best.params' % params)
+        if not os.path.isfile(params):
+            raise UsageError('checkpoint file %s not found' % params)
+        return match.group('prefix'), params
+    if not model_prefix:
+        raise UsageError('name a checkpoint with --model-prefix P (and --epoch N) or --params FILE')
+    epochs = available_epochs(model_prefix)
+    if epoch is None:
+        if not epochs:
+            raise UsageError('no checkpoint %s-NNNN.params found' % model_prefix)
+        epoch = epochs[-1]
+    elif epoch not in epochs:
+        raise UsageError('epoch %d of %s not found (%s)' % (
+            epoch, model_prefix, 'saved epochs: ' + ', '.join(map(str, epochs)) if epochs
+            else 'no %s-NNNN.params at all' % model_prefix))
+    return model_prefix, checkpoint.params_path(model_prefix, epoch)
+
+
+def available_epochs(prefix):
+    found = []
+    for path in glob.glob(glob.escape(prefix) + '-*.params'):
+        match = _PARAMS_FILE.match(path)
+        if match and match.group('prefix') == prefix and match.group('tag') != 'best':
+            found.append(int(match.group('tag')))
+    return sorted(found)
+
+
+def read_class_names(path):
+    """Names from a plain list or from im2rec's ``index<TAB>folder<TAB>name`` labels file."""
+    if not os.path.isfile(path):
+        raise UsageError('class names file %s not found' % path)
+    with open(path, encoding='utf-8') as handle:
+        lines = [line.rstrip('\n') for line in handle if line.strip()]
+    return [line.split('\t')[-1] for line in lines]
+
+
+def load_model(prefix, params_file, *, network=None, num_classes=None, image_shape=None, dtype=None,
+               mean_rgb=None, std_rgb=None, class_names=None):
+    """The checkpoint with its preprocessing: keyword arguments that are not ``None`` override
+    the sidecar. ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a
+    GPU) with the checkpoint's parameters; ``num_classes`` is checked against them."""
+    meta = checkpoint.read_sidecar(prefix)
+    sym, arg_params, aux_params = _load_files(prefix, params_file)
+    rebuild = network is not None or dtype is not None
+    network = network or meta.get('network')
+    shape = image_shape or meta.get('image_shape')
+    if shape is None:
+        if network is None:
+            raise UsageError('%s has no sidecar %s: give --image-shape' % (
+                prefix, checkpoint.sidecar_path(prefix)))
+        shape = symbols.default_image_shape(network)
+    shape = symbols.parse_image_shape(shape if isinstance(shape, str) else tuple(shape))
+    saved_classes = _output_classes(sym, arg_params, aux_params, shape, params_file)
+    if num_classes is not None and num_classes != saved_classes:
+        raise UsageError('--num-classes %d does not match the checkpoint, which has %d classes'
+                         % (num_classes, saved_classes))
+    if rebuild:
+        if network is None:
+            raise UsageError('--dtype needs --network: %s has no sidecar naming its network' % prefix)
+        sym = symbols.get_symbol(network, num_classes=saved_classes, image_shape=shape,
+                                 dtype=dtype or meta.get('dtype', 'float32'))
+        _output_classes(sym, arg_params, aux_params, shape, params_file)
+    names = class_names if class_names is not None else meta.get('class_names')
+    if names is None:
+        names = [str(i) for i in range(saved_classes)]
+    if len(names) != saved_classes:
+        raise UsageError('%d class names given for a checkpoint with %d classes'
+                         % (len(names), saved_classes))
+    mean = mean_rgb if mean_rgb is not None else meta.get('mean_rgb') or MEAN_RGB
+    std = std_rgb if std_rgb is not None else meta.get('std_rgb')
+    return LoadedModel(sym, arg_params, aux_params, prefix, params_file, network, saved_classes, shape,
+                       tuple(mean), tuple(std) if std else None, list(names))
+
+
+def load_from_args(args):
+    """``load_model`` from the flags of ``add_checkpoint_args``, ``add_network_args`` (with
+    ``None`` defaults, see ``adapt_shared_flags``) and ``--rgb-mean``/``--rgb-std``."""
+    prefix, params_file = resolve_checkpoint(args.model_prefix, args.epoch, args.params)
+    return load_model(prefix, params_file, network=args.network, num_classes=args.num_classes,
+                      image_shape=args.image_shape, dtype=args.dtype,
+                      mean_rgb=getattr(args, 'rgb_mean', None), std_rgb=getattr(args, 'rgb_std', None),
+                      class_names=read_class_names(args.class_names) if args.class_names else None)
+
+
+# Shared training flags that mean nothing to a command that only runs a checkpoint.
+_TRAINING_ONLY = ('pca_noise', 'color_jitter', 'random_resized_crop', 'kv_store')
+_FROM_SIDECAR = ('network', 'num_classes', 'image_shape', 'dtype', 'rgb_mean', 'rgb_std')
+
+
+def adapt_shared_flags(parser, data_train_help=None):
+    """Fit the shared flag groups to an inference CLI: network and normalisation flags
+    default to "as the sidecar says", training-only flags are hidden."""
+    for action in parser._actions:
+        if action.dest in _FROM_SIDECAR:
+            action.default = None
+            action.help = (action.help or '').split(' (default')[0] + ' (default: from the sidecar)'
+        elif action.dest in _TRAINING_ONLY or (action.dest == 'data_train' and not data_train_help):
+            action.help = argparse.SUPPRESS
+        elif action.dest == 'data_train':
+            action.help = data_train_help
+        elif action.dest == 'gpus':
+            action.help = 'GPUs to run on (the batch is split across them)'
+
+
+def _load_files(prefix, params_file):
+    """``(symbol, arg_params, aux_params)`` as ``mx.model.load_checkpoint`` reads them."""
+    path = checkpoint.symbol_path(prefix)
+    if not os.path.isfile(path):
+        raise UsageError('checkpoint file %s not found' % path)
+    try:
+        saved = mx.nd.load(params_file)
+    except mx.base.MXNetError:
+        raise UsageError('%s is not an MXNet .params file' % params_file) from None
+    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith('arg:')}
+    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith('aux:')}
+    return mx.sym.load(path), arg_params, aux_params
+
+
+def _output_classes(sym, arg_params, aux_params, image_shape, params_file):
+    """Number of classes the graph outputs for ``image_shape``; shape mismatches between the
+    graph, its parameters and the input size become one-line errors."""
+    name = os.path.basename(params_file)
+    try:
+        arg_shapes, out_shapes, aux_shapes = sym.infer_shape(data=(1,) + tuple(image_shape))
+    except mx.base.MXNetError as err:
+        raise UsageError('%s cannot take %s input: %s' % (
+            name, 'x'.join(map(str, image_shape)), _first_line(err))) from None
+    expected = dict(zip(sym.list_arguments(), arg_shapes))
+    expected.update(zip(sym.list_auxiliary_states(), aux_shapes))
+    for params in (arg_params, aux_params):
+        for key, value in params.items():
+            if key in expected and tuple(expected[key]) != value.shape:
+                raise UsageError(
+                    '%s does not fit %s input: %s is %s in the checkpoint but the input needs %s '
+                    '(was it trained at another --image-shape?)' % (
+                        name, 'x'.join(map(str, image_shape)), key,
+                        'x'.join(map(str, value.shape)), 'x'.join(map(str, expected[key]))))
+    missing = [k for k in sym.list_arguments() if k not in arg_params and k not in ('data', 'softmax_label')]
+    if missing:
+        raise UsageError('%s lacks parameters %s' % (name, ', '.join(missing)))
+    return int(out_shapes[0][-1])
+
+
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if 'Check failed' in line or 'Error' in line]
+    return (useful or lines or ['unknown MXNet error'])[0][:300]
+
+
+def inference_symbol(sym):
+    """The graph with its ``SoftmaxOutput`` (which wants a label input) replaced by a plain
+    ``softmax``: the form that binds without labels, converts to bfloat16/int8 and exports
+    to ONNX (MXNet 1.9.1's exporter fails on SoftmaxOutput's label input)."""
+    head = json.loads(sym.tojson())
+    node = head['nodes'][head['heads'][0][0]]
+    if node['op'] != 'SoftmaxOutput':
+        return sym
+    return mx.sym.softmax(sym.get_children()[0], axis=-1, name=node['name'])
