@@ -1,0 +1,57 @@
+"""Top-k classes of image files with a checkpoint, many images per forward pass."""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from inference.images import DEFAULT_RESIZE, load_center_crop
+from inference.predictor import Predictor
+
+
+@dataclass
+class Prediction:
+    path: str
+    classes: list        # class indices, most probable first
+    names: list
+    probabilities: list
+
+    def to_json(self):
+        return {'path': self.path, 'top': [
+            {'class': int(c), 'name': n, 'probability': float(p)}
+            for c, n, p in zip(self.classes, self.names, self.probabilities)]}
+
+
+def predict_files(model, paths, batch_size=32, contexts=None, *, top_k=5, resize=DEFAULT_RESIZE,
+                  progress=True):
+    """``(predictions, skipped)``: a ``Prediction`` per readable file, in order, and
+    ``(path, reason)`` for each file that could not be read."""
+    import mxnet as mx
+    predictor = Predictor.for_model(model, batch_size, contexts or [mx.cpu()])
+    k = min(top_k, model.num_classes)
+    predictions, skipped, pending = [], [], []
+
+    def flush():
+        data = np.zeros(predictor.data_shape, np.float32)
+        for row, (_, crop) in enumerate(pending):
+            data[row] = crop
+        probs = predictor.probabilities(data)[:len(pending)]
+        for (path, _), row in zip(pending, probs):
+            order = np.argsort(-row, kind='stable')[:k]
+            predictions.append(Prediction(path, order.tolist(),
+                                          [model.class_names[i] for i in order],
+                                          row[order].tolist()))
+        pending.clear()
+
+    for path in tqdm(paths, unit='img', desc='predict', disable=not progress):
+        crop = load_center_crop(path, model.image_shape, model.mean_rgb, model.std_rgb, resize)
+        if crop is None:
+            skipped.append((path, 'no such file' if not os.path.exists(path)
+                            else 'not a readable image'))
+            continue
+        pending.append((path, crop))
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return predictions, skipped

@@ -1,0 +1,74 @@
+"""predict.py gives each photo the class score.py gives its record, and skips bad files."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import predict
+from inference import model, scoring
+from tests.conftest import REPO
+from tests.inference_checkpoint import session_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def ckpt(datasets_dir, tmp_path_factory):
+    return session_checkpoint(datasets_dir, tmp_path_factory)
+
+
+def test_predict_top1_equals_score_top1_per_image(ckpt, capsys):
+    loaded = model.load_model(ckpt.prefix, '%s-%04d.params' % (ckpt.prefix, ckpt.epoch))
+    scored = scoring.score(loaded, ckpt.val_rec, batch_size=8, progress=False)
+    # The .lst beside the .rec says which photo each record holds.
+    with open(ckpt.val_rec[:-4] + '.lst') as handle:
+        files = [os.path.normpath(os.path.join(ckpt.val_folder, line.rstrip('\n').split('\t')[-1]))
+                 for line in handle]
+    assert len(files) == scored.num_images == 30
+    # Photos are stored 80x80, as in the records: --resize 80 leaves them as score sees them.
+    predict.main(['--model-prefix', ckpt.prefix, ckpt.val_folder, '--resize', '80',
+                  '--batch-size', '7', '--json', '--no-progress'])
+    output = json.loads(capsys.readouterr().out)
+    by_path = {os.path.normpath(p['path']): p['top'] for p in output['predictions']}
+    assert sorted(by_path) == sorted(files) and output['skipped'] == []
+    for index, path in enumerate(files):
+        top = by_path[path]
+        assert len(top) == 5
+        assert [t['class'] for t in top] == list(scored.top_classes[index])
+        assert top[0]['name'] == ckpt.class_names[top[0]['class']]
+        np.testing.assert_allclose([t['probability'] for t in top], scored.top_probs[index],
+                                   atol=1e-5)
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, 'predict.py', '--no-progress'] + list(args), cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def test_unreadable_files_are_reported_and_skipped(ckpt, tmp_path):
+    folder = tmp_path / 'mixed'
+    folder.mkdir()
+    photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
+    for name in sorted(os.listdir(photo_dir))[:2]:
+        shutil.copy(os.path.join(photo_dir, name), folder / name)
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff not really a jpeg')
+    (folder / 'notes.PNG').write_text('hello')
+    (folder / 'readme.txt').write_text('not an image extension: not listed')
+    result = _run('--model-prefix', ckpt.prefix, str(folder), '--batch-size', '2')
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if line.startswith('skipped')]
+    assert sorted(os.path.basename(line.split(':')[0]) for line in skipped) == ['broken.jpg',
+                                                                               'notes.PNG']
+    assert result.stdout.count('%') == 2 * 5          # two photos, five classes each
+    assert 'readme.txt' not in result.stdout + result.stderr
+
+    only_bad = _run('--model-prefix', ckpt.prefix, str(folder / 'broken.jpg'))
+    assert only_bad.returncode == 2
+    assert only_bad.stderr.splitlines()[-1].startswith('predict.py: error: none of the 1 files')
+    missing = _run('--model-prefix', ckpt.prefix, str(tmp_path / 'nope.jpg'))
+    assert missing.returncode == 2 and missing.stderr.count('\n') == 1
+    assert 'nope.jpg not found' in missing.stderr
