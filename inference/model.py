@@ -5,7 +5,9 @@ given on the command line overrides it, and the checkpoint's own parameters are 
 against both so a mismatch is a one-line error instead of a crash deep inside MXNet.
 """
 import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import mxnet as mx
 import symbols
 from engine import checkpoint
 from engine.errors import UsageError
+from engine.finetune import check_compatible, load_params_file
 from iterators import MEAN_RGB
 
 # P-NNNN.params per epoch, and the engine's P-best.params.
@@ -108,9 +111,9 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     the sidecar. ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a
     GPU) with the checkpoint's parameters; ``num_classes`` is checked against them."""
     meta = checkpoint.read_sidecar(prefix)
-    sym, arg_params, aux_params = _load_files(prefix, params_file)
     rebuild = network is not None or dtype is not None
     network = network or meta.get('network')
+    sym, arg_params, aux_params = _load_files(prefix, params_file, network)
     shape = image_shape or meta.get('image_shape')
     if shape is None:
         if network is None:
@@ -170,17 +173,12 @@ def adapt_shared_flags(parser, data_train_help=None):
             action.help = 'GPUs to run on (the batch is split across them)'
 
 
-def _load_files(prefix, params_file):
+def _load_files(prefix, params_file, network):
     """``(symbol, arg_params, aux_params)`` as ``mx.model.load_checkpoint`` reads them."""
     path = checkpoint.symbol_path(prefix)
     if not os.path.isfile(path):
         raise UsageError('checkpoint file %s not found' % path)
-    try:
-        saved = mx.nd.load(params_file)
-    except mx.base.MXNetError:
-        raise UsageError('%s is not an MXNet .params file' % params_file) from None
-    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith('arg:')}
-    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith('aux:')}
+    arg_params, aux_params = load_params_file(params_file, network)
     return mx.sym.load(path), arg_params, aux_params
 
 
@@ -188,21 +186,14 @@ def _output_classes(sym, arg_params, aux_params, image_shape, params_file):
     """Number of classes the graph outputs for ``image_shape``; shape mismatches between the
     graph, its parameters and the input size become one-line errors."""
     name = os.path.basename(params_file)
+    data_shape = (1,) + tuple(image_shape)
     try:
-        arg_shapes, out_shapes, aux_shapes = sym.infer_shape(data=(1,) + tuple(image_shape))
+        with contextlib.redirect_stdout(io.StringIO()):   # MXNet prints its arguments on failure
+            _, out_shapes, _ = sym.infer_shape(data=data_shape)
     except mx.base.MXNetError as err:
         raise UsageError('%s cannot take %s input: %s' % (
             name, 'x'.join(map(str, image_shape)), _first_line(err))) from None
-    expected = dict(zip(sym.list_arguments(), arg_shapes))
-    expected.update(zip(sym.list_auxiliary_states(), aux_shapes))
-    for params in (arg_params, aux_params):
-        for key, value in params.items():
-            if key in expected and tuple(expected[key]) != value.shape:
-                raise UsageError(
-                    '%s does not fit %s input: %s is %s in the checkpoint but the input needs %s '
-                    '(was it trained at another --image-shape?)' % (
-                        name, 'x'.join(map(str, image_shape)), key,
-                        'x'.join(map(str, value.shape)), 'x'.join(map(str, expected[key]))))
+    check_compatible(sym, data_shape, arg_params, aux_params, name)
     missing = [k for k in sym.list_arguments() if k not in arg_params and k not in ('data', 'softmax_label')]
     if missing:
         raise UsageError('%s lacks parameters %s' % (name, ', '.join(missing)))

@@ -2,6 +2,7 @@
 import os
 from dataclasses import dataclass
 
+import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
@@ -26,7 +27,6 @@ def predict_files(model, paths, batch_size=32, contexts=None, *, top_k=5, resize
                   progress=True):
     """``(predictions, skipped)``: a ``Prediction`` per readable file, in order, and
     ``(path, reason)`` for each file that could not be read."""
-    import mxnet as mx
     predictor = Predictor.for_model(model, batch_size, contexts or [mx.cpu()])
     k = min(top_k, model.num_classes)
     predictions, skipped, pending = [], [], []

@@ -9,6 +9,7 @@ import io
 import time
 from dataclasses import dataclass
 
+import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
@@ -77,7 +78,6 @@ def score(model, path_rec, batch_size=32, contexts=None, *, ten_crop=False, prec
           calib_rec=None, num_calib_examples=320, calib_mode='naive', num_threads=None,
           progress=True):
     """Score ``model`` (an ``inference.model.LoadedModel``) on ``path_rec``."""
-    import mxnet as mx
     contexts = contexts or [mx.cpu()]
     num_records = iterators.check_record_file(path_rec)
     norm = dict(mean_rgb=model.mean_rgb, std_rgb=model.std_rgb)
@@ -85,35 +85,36 @@ def score(model, path_rec, batch_size=32, contexts=None, *, ten_crop=False, prec
     if precision == 'int8' and calib_rec:
         calib_iter = iterators.get_val_iter(calib_rec, batch_size, model.image_shape,
                                             num_threads=num_threads, **norm)
-    if ten_crop:
-        data_iter = iterators.TenCropIter(path_rec, batch_size, model.image_shape,
-                                          num_threads=num_threads, **norm)
-        crops = CROPS_PER_IMAGE
-    else:
-        data_iter = iterators.get_val_iter(path_rec, batch_size, model.image_shape,
-                                           num_threads=num_threads, **norm)
-        crops = 1
+    crops = CROPS_PER_IMAGE if ten_crop else 1
     predictor = Predictor.for_model(model, batch_size * crops, contexts, precision=precision,
                                     calib_iter=calib_iter, num_calib_examples=num_calib_examples,
                                     calib_mode=calib_mode)
+    if ten_crop:
+        data_iter = iterators.TenCropIter(path_rec, batch_size, model.image_shape,
+                                          num_threads=num_threads, **norm)
+    else:
+        data_iter = iterators.get_val_iter(path_rec, batch_size, model.image_shape,
+                                           num_threads=num_threads, **norm)
     labels, top_classes, top_probs = [], [], []
     k = min(TOP_K, model.num_classes)
     start = time.time()
-    with tqdm(total=num_records, unit='img', desc='score', disable=not progress) as bar:
-        for batch in data_iter:
-            probs = predictor.probabilities(batch.data[0])
-            probs = probs.reshape(batch_size, crops, -1).mean(axis=1)
-            label = batch.label[0].asnumpy()[::crops]
-            real = batch_size - batch.pad
-            probs, label = probs[:real], label[:real]
-            labels.append(_class_indices(label, model.num_classes, path_rec))
-            order = np.argsort(-probs, axis=1, kind='stable')[:, :k]
-            top_classes.append(order)
-            top_probs.append(np.take_along_axis(probs, order, axis=1))
-            bar.update(real)
+    try:
+        with tqdm(total=num_records, unit='img', desc='score', disable=not progress) as bar:
+            for batch in data_iter:
+                probs = predictor.probabilities(batch.data[0])
+                probs = probs.reshape(batch_size, crops, -1).mean(axis=1)
+                label = batch.label[0].asnumpy()[::crops]
+                real = batch_size - batch.pad
+                probs, label = probs[:real], label[:real]
+                labels.append(_class_indices(label, model.num_classes, path_rec))
+                order = np.argsort(-probs, axis=1, kind='stable')[:, :k]
+                top_classes.append(order)
+                top_probs.append(np.take_along_axis(probs, order, axis=1))
+                bar.update(real)
+    finally:
+        if ten_crop:
+            data_iter.close()
     seconds = time.time() - start
-    if ten_crop:
-        data_iter.close()
     result = ScoreResult(model.name, path_rec, ten_crop, precision, model.class_names,
                          np.concatenate(labels), np.concatenate(top_classes),
                          np.concatenate(top_probs), seconds)

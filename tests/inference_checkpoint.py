@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import mxnet as mx
 import numpy as np
+import pytest
 
 import iterators
 import symbols
@@ -83,8 +84,10 @@ def build(datasets_dir, root):
                       os.path.join(root, 'rec', 'val.rec'), val_folder, names)
 
 
-def session_checkpoint(datasets_dir, tmp_path_factory):
-    """``build`` in a folder shared by the whole pytest session."""
+@pytest.fixture(scope='module')
+def ckpt(datasets_dir, tmp_path_factory):
+    """The ``Checkpoint``, built in a folder shared by the whole pytest session (import this
+    fixture into a test module to use it)."""
     root = tmp_path_factory.getbasetemp() / 'inference-checkpoint'
     root.mkdir(exist_ok=True)
     return build(datasets_dir, str(root))

@@ -7,16 +7,11 @@ import export
 import iterators
 from inference import model, onnx_export
 from inference.predictor import Predictor
-from tests.inference_checkpoint import session_checkpoint
+from tests.inference_checkpoint import ckpt  # noqa: F401 (fixture)
 
 onnx = pytest.importorskip('onnx', reason='ONNX export needs pip install -e ".[export]"')
 pytest.importorskip('onnxruntime', reason='ONNX check needs pip install -e ".[export]"')
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope='module')
-def ckpt(datasets_dir, tmp_path_factory):
-    return session_checkpoint(datasets_dir, tmp_path_factory)
 
 
 def test_onnx_same_top1_as_mxnet(ckpt, tmp_path):

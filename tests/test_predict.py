@@ -11,14 +11,9 @@ import pytest
 import predict
 from inference import model, scoring
 from tests.conftest import REPO
-from tests.inference_checkpoint import session_checkpoint
+from tests.inference_checkpoint import ckpt  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope='module')
-def ckpt(datasets_dir, tmp_path_factory):
-    return session_checkpoint(datasets_dir, tmp_path_factory)
 
 
 def test_predict_top1_equals_score_top1_per_image(ckpt, capsys):

@@ -15,14 +15,9 @@ import iterators
 import score
 from inference.model import inference_symbol
 from tests.conftest import REPO
-from tests.inference_checkpoint import IMAGE_SHAPE, session_checkpoint
+from tests.inference_checkpoint import IMAGE_SHAPE, ckpt  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope='module')
-def ckpt(datasets_dir, tmp_path_factory):
-    return session_checkpoint(datasets_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope='module')
@@ -157,7 +152,7 @@ def test_bad_inputs_are_one_line_errors(ckpt, tmp_path):
     cases = [
         (base + ['--data-val', str(tmp_path / 'missing.rec')], 'missing.rec not found'),
         (base + ['--epoch', '9', '--data-val', ckpt.val_rec], 'epoch 9 of'),
-        (base + ['--data-val', ckpt.val_rec, '--image-shape', '3,99,99'], 'does not fit 3x99x99'),
+        (base + ['--data-val', ckpt.val_rec, '--image-shape', '3,99,99'], 'fc1_weight of shape (4096, 256) but this network needs (4096, 1024)'),
         (base + ['--data-val', ckpt.val_rec, '--num-classes', '5'], 'has 10 classes'),
         (base + ['--data-val', _bad_labels_rec(tmp_path, ckpt)], 'has label 12'),
     ]
