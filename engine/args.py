@@ -66,7 +66,7 @@ def add_fit_args(parser):
                        help='linear lr warm-up from 0 over this many epochs (default: %(default)s)')
     group.add_argument('--initializer', default=None, choices=INITIALIZERS,
                        help='alexnet: the paper\'s N(0, 0.01) weights, biases 1 in conv2/4/5 and '
-                            'fc1/fc2; xavier: MXNet example\'s gaussian scaled by fan-in '
+                            'fc1/fc2; xavier: Glorot (MXNet\'s default); msra: He '
                             + _both('initializer'))
     group.add_argument('--dropout', type=float, default=0.5,
                        help='dropout of fc1/fc2; 0 removes it (default: %(default)s)')

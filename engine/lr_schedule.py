@@ -81,18 +81,16 @@ class AlexNetInit(mx.init.Initializer):
         arr[:] = 1.0 if self.bias_one and str(name) in self.ONE_BIAS else 0.0
 
 
-INITIALIZERS = ('alexnet', 'xavier', 'msra', 'normal')
+INITIALIZERS = ('alexnet', 'xavier', 'msra')
 
 
 def create_initializer(kind):
-    """``alexnet`` (the paper), ``xavier`` (MXNet example's gaussian/in/2, i.e. He et al.'s
-    scale), ``msra``, or ``normal`` (N(0, 0.01), zero biases)."""
+    """``alexnet`` (the paper), ``xavier`` (Glorot: MXNet's default ``Xavier()``, uniform,
+    scaled by the mean of fan-in and fan-out) or ``msra`` (He: gaussian scaled by fan-in)."""
     if kind == 'alexnet':
         return AlexNetInit()
     if kind == 'xavier':
-        return mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
+        return mx.init.Xavier()
     if kind == 'msra':
-        return mx.init.MSRAPrelu()
-    if kind == 'normal':
-        return AlexNetInit(bias_one=False)
+        return mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
     raise UsageError('unknown --initializer %r; choose one of %s' % (kind, ', '.join(INITIALIZERS)))
