@@ -17,7 +17,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from multiprocessing import Pool
+from multiprocessing import Pool, current_process
 
 import cv2
 import numpy as np
@@ -129,7 +129,7 @@ def _encode_item(item):
 
 def _encoded(items, settings, num_workers):
     """``make_record`` results for ``items``, in order."""
-    if num_workers == 1:
+    if num_workers == 1 or current_process().daemon:  # a daemon (pool worker) cannot fork workers
         for item in items:
             yield make_record(item.index, item.label, item.path, item.pixels, settings)
         return
@@ -232,27 +232,28 @@ def build_parser():
         prog='python -m tools.im2rec',
         description='Convert images to MXNet RecordIO (.lst/.rec/.idx per split), with a label '
                     'map PREFIX_labels.txt and a report of skipped bad files PREFIX_skipped.txt.')
-    parser.add_argument('source', help='folder of class folders (ImageNet layout), a stock '
+    parser.add_argument('source', metavar='SOURCE', help='folder of class folders (ImageNet layout), a stock '
                                        'im2rec .lst file, or a CIFAR-10 python batch folder')
-    parser.add_argument('prefix', help='output prefix, e.g. data/imagenette -> '
+    parser.add_argument('prefix', metavar='PREFIX', help='output prefix, e.g. data/imagenette -> '
                                        'data/imagenette_train.rec (with a split) or .rec')
-    parser.add_argument('--val-ratio', type=float, default=0.0,
+    parser.add_argument('--val-ratio', type=float, default=0.0, metavar='R',
                         help='stratified fraction of every class written to PREFIX_val.* '
                              '(default: %(default)s = no split)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the split (default: %(default)s)')
-    parser.add_argument('--resize', type=int, default=256,
+    parser.add_argument('--seed', type=int, default=0, metavar='N', help='seed of the split (default: %(default)s)')
+    parser.add_argument('--resize', type=int, default=256, metavar='N',
                         help='shorter side in pixels, 0 keeps the size (default: %(default)s)')
     parser.add_argument('--center-crop', action='store_true',
-                        help='then cut the central square (RESIZE x RESIZE)')
-    parser.add_argument('--quality', type=int, default=95, help='JPEG quality 1-100 (default: %(default)s)')
+                        help='then cut the central N x N square')
+    parser.add_argument('--quality', type=int, default=95, metavar='Q',
+                        help='JPEG quality 1-100 (default: %(default)s)')
     parser.add_argument('--pass-through', action='store_true',
                         help='store the files unchanged: no resize, no re-encode (files are still '
                              'checked and bad ones skipped)')
-    parser.add_argument('--workers', type=int, default=None,
+    parser.add_argument('--workers', type=int, default=None, metavar='K',
                         help='encoding processes (default: all %d cores)' % (os.cpu_count() or 1))
-    parser.add_argument('--synsets', default=None,
+    parser.add_argument('--synsets', default=None, metavar='FILE',
                         help='file of "folder name" lines (e.g. synsets.txt) for readable class names')
-    parser.add_argument('--root', default=None,
+    parser.add_argument('--root', default=None, metavar='DIR',
                         help='.lst source only: folder its relative paths start from '
                              '(default: the folder holding the .lst)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
