@@ -9,6 +9,7 @@ import pytest
 import symbols
 from inference import benchmark
 from inference.model import inference_symbol
+from inference.torch_alexnet import torch_available
 from tests.conftest import REPO
 
 SMALL = (3, 67, 67)
@@ -57,9 +58,11 @@ def test_sweep_prints_one_table_row_per_configuration():
                   '--burn-in', '1', '--torch')
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith('| ')]
-    assert rows[0].startswith('| framework') and len(rows) == 1 + 4 + 2
+    torch_rows = 2 if torch_available() else 0
+    assert rows[0].startswith('| framework') and len(rows) == 1 + 4 + torch_rows
     assert sum('| int8' in row and row.rstrip(' |').endswith('n/a') for row in rows) == 2
-    assert sum(row.startswith('| pytorch') for row in rows) == 2
+    assert sum(row.startswith('| pytorch') for row in rows) == torch_rows
+    assert ('torch is not installed' in result.stdout) == (not torch_rows)
 
 
 def test_single_run_prints_layer_shapes_and_says_when_torch_is_missing(tmp_path):
