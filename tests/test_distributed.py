@@ -1,0 +1,156 @@
+"""Real parameter-server jobs over loopback: launch.py + MXNet's dist_sync kvstore.
+
+2 workers and 1 server train on real photos (a small .rec built from ../shared/datasets):
+the workers end with identical weights equal to a single-process run with the same global
+batch and data order, their shards are disjoint and cover the data, and killing a worker
+ends the whole job with a clear error in bounded time, leaving no process behind.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.dist_worker import digests, shard_iter, tiny_net
+
+PY = sys.executable
+WORKER = os.path.join(REPO, 'tests', 'dist_worker.py')
+PER_CLASS = 16
+BATCH = 4          # per worker; the global batch is 8
+
+
+@pytest.fixture(scope='module')
+def photos_rec(datasets_dir, tmp_path_factory):
+    """32 hymenoptera photos (16 ants, 16 bees) as a 72x72 .rec, by the project's converter."""
+    from tools.im2rec import convert
+    root = os.path.join(datasets_dir, 'hymenoptera', 'train')
+    images = [(label, '%s/%s' % (folder, name))
+              for label, folder in enumerate(('ants', 'bees'))
+              for name in sorted(os.listdir(os.path.join(root, folder)))[:PER_CLASS]]
+    lines = ['%d\t%d\t%s' % (index, label, path) for index, (label, path) in enumerate(images)]
+    work = tmp_path_factory.mktemp('dist')
+    lst = work / 'photos-src.lst'
+    lst.write_text('\n'.join(lines) + '\n')
+    result = convert(str(lst), str(work / 'photos'), root=root, resize=72, center_crop=True,
+                     num_workers=1, progress=False)
+    return result.records['train'] if 'train' in result.records else str(work / 'photos.rec')
+
+
+@pytest.fixture(scope='module')
+def init_params(tmp_path_factory):
+    mod = mx.mod.Module(tiny_net(2), context=mx.cpu())
+    mod.bind([('data', (BATCH,) + (3, 32, 32))], [('softmax_label', (BATCH,))])
+    mx.random.seed(3)
+    mod.init_params(mx.init.Xavier(magnitude=2))
+    args, _ = mod.get_params()
+    path = str(tmp_path_factory.mktemp('init') / 'init.params')
+    mx.nd.save(path, {'arg:' + k: v for k, v in args.items()})
+    return path
+
+
+def launch(args, tag, **kwargs):
+    """launch.py with every child tagged, so a test can find any survivor afterwards."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.Popen([PY, os.path.join(REPO, 'launch.py'), '--env', 'E_TEST_JOB:' + tag]
+                            + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def tagged_processes(tag):
+    """PIDs of live processes whose environment carries ``E_TEST_JOB=tag``."""
+    found = []
+    for environ in glob.glob('/proc/[0-9]*/environ'):
+        try:
+            with open(environ, 'rb') as handle:
+                if ('E_TEST_JOB=' + tag).encode() in handle.read().split(b'\0'):
+                    found.append(int(environ.split('/')[2]))
+        except OSError:
+            pass
+    return found
+
+
+def single_process_reference(rec, init, steps):
+    """One Module, global batch 8 = worker 0's batch i followed by worker 1's batch i."""
+    shards = [[(b.data[0].copy(), b.label[0].copy()) for b in shard_iter(rec, BATCH, 2, part)]
+              for part in range(2)]
+    mod = mx.mod.Module(tiny_net(2), context=mx.cpu())
+    mod.bind([('data', (2 * BATCH, 3, 32, 32))], [('softmax_label', (2 * BATCH,))])
+    saved = mx.nd.load(init)
+    mod.init_params(arg_params={k[4:]: v for k, v in saved.items()}, aux_params={})
+    mod.init_optimizer(optimizer='sgd', optimizer_params={'learning_rate': 0.1})
+    for step in range(steps):
+        data = mx.nd.concat(shards[0][step][0], shards[1][step][0], dim=0)
+        label = mx.nd.concat(shards[0][step][1], shards[1][step][1], dim=0)
+        mod.forward_backward(mx.io.DataBatch([data], [label]))
+        mod.update()
+    return mod.get_params()[0]
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_match_one_process(photos_rec, init_params, tmp_path):
+    tag = uuid.uuid4().hex
+    job = launch(['-n', '2', '-s', '1', '--timeout', '120', PY, WORKER, '--rec', photos_rec,
+                  '--init', init_params, '--out', str(tmp_path), '--batch-size', str(BATCH)], tag)
+    out, err = job.communicate(timeout=150)
+    assert job.returncode == 0, out + err
+    assert {'[worker 0] worker rank', '[worker 1] worker rank'} <= {
+        line[:len('[worker 0] worker rank')] for line in out.splitlines()}
+    assert not tagged_processes(tag)
+
+    runs = [json.loads((tmp_path / ('rank%d.json' % r)).read_text()) for r in range(2)]
+    weights = [mx.nd.load(str(tmp_path / ('rank%d.params' % r))) for r in range(2)]
+    # both workers hold exactly the server's weights
+    assert sorted(weights[0]) == sorted(weights[1]) == ['conv1_bias', 'conv1_weight',
+                                                        'fc1_bias', 'fc1_weight']
+    for name in weights[0]:
+        np.testing.assert_array_equal(weights[0][name].asnumpy(), weights[1][name].asnumpy())
+
+    # the shards: disjoint, together the whole file, each read in file order
+    everything = [d for batch in shard_iter(photos_rec, BATCH, 1, 0) for d in digests(batch)]
+    seen = [[d for batch in run['batches'] for d in batch] for run in runs]
+    assert len(everything) == 2 * PER_CLASS == len(set(everything))
+    assert not set(seen[0]) & set(seen[1])
+    assert seen[0] + seen[1] == everything
+    steps = len(runs[0]['batches'])
+    assert steps == len(runs[1]['batches']) == PER_CLASS // BATCH
+
+    reference = single_process_reference(photos_rec, init_params, steps)
+    for name, value in reference.items():
+        initial = mx.nd.load(init_params)['arg:' + name].asnumpy()
+        assert not np.allclose(initial, value.asnumpy())   # training did move it
+        np.testing.assert_allclose(weights[0][name].asnumpy(), value.asnumpy(),
+                                   rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_killing_a_worker_ends_the_job_with_a_clear_error(photos_rec, init_params, tmp_path):
+    tag = uuid.uuid4().hex
+    grace = 3
+    job = launch(['-n', '2', '-s', '1', '--grace', str(grace), '--timeout', '120', PY, WORKER,
+                  '--rec', photos_rec, '--init', init_params, '--out', str(tmp_path), '--hold'],
+                 tag)
+    markers = [tmp_path / ('training-%d' % rank) for rank in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(m.exists() and m.read_text() for m in markers) and time.monotonic() < deadline:
+        assert job.poll() is None, job.communicate()
+        time.sleep(0.1)
+    assert all(m.exists() for m in markers), 'workers never started training'
+    victim = int(markers[1].read_text())
+    assert len(tagged_processes(tag)) == 4        # scheduler, server, 2 workers
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    out, err = job.communicate(timeout=60)
+    stopped_in = time.monotonic() - killed
+    assert job.returncode == 128 + signal.SIGKILL
+    error = [line for line in err.splitlines() if 'error' in line]
+    assert len(error) == 1 and 'was killed by SIGKILL; stopping the job' in error[0], err
+    assert stopped_in < grace + 5
+    assert not tagged_processes(tag)
