@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import mxnet as mx
@@ -237,22 +238,34 @@ def test_refuses_to_overwrite_unless_told(photos, tmp_path):
     assert open(result.records['all'], 'rb').read() != before
 
 
-@pytest.mark.parametrize('workers', [1, 2])
-def test_interrupted_run_leaves_no_record_files(photos, tmp_path, monkeypatch, workers):
-    real = im2rec.make_record
-    calls = []
+def _ctrl_c():
+    raise KeyboardInterrupt
 
-    def failing(index, label, path, pixels, settings):
-        calls.append(index)
-        if len(calls) == 5:
-            raise KeyboardInterrupt if workers == 1 else RuntimeError('worker died')
+
+def _worker_error():
+    raise RuntimeError('worker failed')
+
+
+def _worker_dies():
+    os._exit(1)
+
+
+@pytest.mark.parametrize('workers, failure, expected', [
+    (1, _ctrl_c, KeyboardInterrupt), (2, _worker_error, RuntimeError),
+    (2, _worker_dies, BrokenProcessPool)])
+def test_interrupted_run_leaves_no_record_files(photos, tmp_path, monkeypatch, workers, failure,
+                                                expected):
+    real = im2rec.make_record
+
+    def failing_fifth(index, label, path, pixels, settings):
+        if index == 4:
+            failure()
         return real(index, label, path, pixels, settings)
 
-    monkeypatch.setattr(im2rec, 'make_record', failing)
+    monkeypatch.setattr(im2rec, 'make_record', failing_fifth)
     out = tmp_path / 'out'
-    with pytest.raises(KeyboardInterrupt if workers == 1 else RuntimeError):
-        convert(str(photos), str(out / 'cut'), val_ratio=0.2, resize=32, num_workers=workers,
-                progress=False)
+    with pytest.raises(expected):
+        convert(str(photos), str(out / 'cut'), resize=32, num_workers=workers, progress=False)
     assert os.listdir(str(out)) == []
 
 

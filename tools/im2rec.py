@@ -16,8 +16,9 @@ import os
 import signal
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import Pool, current_process
+from multiprocessing import current_process
 
 import cv2
 import numpy as np
@@ -119,7 +120,7 @@ def _check_settings(val_ratio, resize, quality, num_workers):
 def _init_worker(settings):
     global _SETTINGS
     _SETTINGS = settings
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     cv2.setNumThreads(1)
 
 
@@ -134,8 +135,14 @@ def _encoded(items, settings, num_workers):
             yield make_record(item.index, item.label, item.path, item.pixels, settings)
         return
     chunksize = max(1, min(32, len(items) // (num_workers * 8)))
-    with Pool(num_workers, _init_worker, (settings,)) as pool:
-        yield from pool.imap(_encode_item, items, chunksize)
+    # ProcessPoolExecutor, not multiprocessing.Pool: a dead worker raises BrokenProcessPool
+    # instead of leaving the run waiting forever for its results.
+    with ProcessPoolExecutor(num_workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        try:
+            yield from pool.map(_encode_item, items, chunksize=chunksize)
+        except BaseException:  # also Ctrl-C and an abandoned generator: drop the queued work
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _write_split(items, paths, settings, num_workers, bar, skipped):
