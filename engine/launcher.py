@@ -24,7 +24,14 @@ import time
 
 from engine.errors import UsageError
 
-SERVER_CODE = 'import mxnet'   # a server/scheduler runs its loop inside the import, then exits
+# A server/scheduler process. With DMLC_ROLE=server, MXNet runs the server loop inside
+# `import mxnet`; the server then unpickles the workers' optimizer, whose classes (say an
+# lr scheduler subclassing mx.lr_scheduler.LRScheduler) cannot load while mxnet is still
+# half-imported. So import mxnet as a plain process first, then start the loop.
+SERVER_CODE = ('import os; role = os.environ.pop("DMLC_ROLE"); import mxnet; '
+               'os.environ["DMLC_ROLE"] = role; '
+               'from mxnet.kvstore.kvstore_server import _init_kvstore_server_module; '
+               '_init_kvstore_server_module()')
 TIMEOUT_EXIT = 124             # like coreutils `timeout`
 # Variables forwarded to remote hosts by the ssh launcher (besides DMLC_* and --env ones).
 FORWARDED_PREFIXES = ('DMLC_', 'PS_', 'MXNET_', 'OMP_', 'KMP_')
@@ -212,18 +219,32 @@ def _die_with_parent():
 
 
 class _Child:
+    # A progress bar redraws its line with \r many times a second: forward such a redraw only
+    # if the previous one from this child is this many seconds old (lines ending in \n always).
+    REDRAW_EVERY = 2.0
+
     def __init__(self, proc, popen):
         self.proc = proc
         self.popen = popen
         self.label = '%s %d' % (proc.role, proc.index) if proc.role != 'scheduler' else 'scheduler'
         self.partial = b''
         self.open = True
+        self.last_redraw = float('-inf')
 
-    def lines(self, data):
-        """Complete lines in ``data`` (``\\r`` counts as an end of line: progress bars)."""
-        pieces = re.split(rb'\r\n|\r|\n', self.partial + data)
+    def lines(self, data, now=None):
+        """The complete, non-blank lines in ``data`` worth forwarding."""
+        now = time.monotonic() if now is None else now
+        pieces = re.split(rb'(\r\n|\r|\n)', self.partial + data)
         self.partial = pieces.pop()
-        return [piece for piece in pieces if piece.strip()]
+        lines = []
+        for text, end in zip(pieces[::2], pieces[1::2]):
+            if end == b'\r':
+                if now - self.last_redraw < self.REDRAW_EVERY:
+                    continue
+                self.last_redraw = now
+            if text.strip():
+                lines.append(text)
+        return lines
 
 
 class Job:

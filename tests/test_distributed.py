@@ -56,12 +56,12 @@ def init_params(tmp_path_factory):
     return path
 
 
-def launch(args, tag, **kwargs):
+def launch(args, tag, stdout=subprocess.PIPE):
     """launch.py with every child tagged, so a test can find any survivor afterwards."""
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.Popen([PY, os.path.join(REPO, 'launch.py'), '--env', 'E_TEST_JOB:' + tag]
-                            + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            + args, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def tagged_processes(tag):
@@ -154,3 +154,74 @@ def test_killing_a_worker_ends_the_job_with_a_clear_error(photos_rec, init_param
     assert len(error) == 1 and 'was killed by SIGKILL; stopping the job' in error[0], err
     assert stopped_in < grace + 5
     assert not tagged_processes(tag)
+
+
+# --- the real trainer under the launcher --------------------------------------------------
+
+def train_args(rec, prefix, *extra):
+    return [PY, os.path.join(REPO, 'train_imagenet.py'), '--kv-store', 'dist_sync',
+            '--data-train', rec, '--image-shape', '3,67,67', '--batch-size', str(BATCH),
+            '--dropout', '0', '--lr', '0.001', '--no-progress', '--disp-batches', '1',
+            '--model-prefix', prefix] + list(extra)
+
+
+def worker_pids(tag):
+    pids = []
+    for pid in tagged_processes(tag):
+        try:
+            with open('/proc/%d/environ' % pid, 'rb') as handle:
+                if b'DMLC_ROLE=worker' in handle.read().split(b'\0'):
+                    pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.slow
+def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(photos_rec,
+                                                                               tmp_path):
+    prefix = str(tmp_path / 'ck' / 'alexnet')
+    # 1. one epoch on 2 workers: 32 images / (2 workers x batch 4) = 4 updates per epoch
+    tag = uuid.uuid4().hex
+    job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
+        photos_rec, prefix, '--num-epochs', '1'), tag)
+    out, err = job.communicate(timeout=200)
+    assert job.returncode == 0, out + err
+    for slot in range(2):
+        assert any(line.startswith('[worker %d]' % slot) and '4 updates per epoch' in line
+                   for line in out.splitlines()), out
+    assert not tagged_processes(tag)
+    sym, first, _ = mx.model.load_checkpoint(prefix, 1)
+    assert 'fc3_weight' in first and sym.list_outputs() == ['softmax_output']
+
+    # 2. resume for two more epochs, kill a worker once epoch 2 is under way
+    tag = uuid.uuid4().hex
+    log = tmp_path / 'resumed.log'
+    with open(str(log), 'w') as handle:
+        job = launch(['-n', '2', '-s', '1', '--grace', '3', '--timeout', '180'] + train_args(
+            photos_rec, prefix, '--num-epochs', '3', '--load-epoch', '1'), tag, stdout=handle)
+        deadline = time.monotonic() + 120
+        while 'Epoch[2] Batch' not in log.read_text() and time.monotonic() < deadline:
+            assert job.poll() is None, log.read_text()
+            time.sleep(0.2)
+        os.kill(worker_pids(tag)[0], signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = job.communicate(timeout=60)
+    assert job.returncode == 128 + signal.SIGKILL, err
+    assert 'was killed by SIGKILL; stopping the job' in err
+    assert time.monotonic() - killed < 3 + 5
+    assert not tagged_processes(tag)
+
+    # 3. what was checkpointed is intact and resumes
+    _, again, _ = mx.model.load_checkpoint(prefix, 1)
+    for name, value in first.items():
+        np.testing.assert_array_equal(value.asnumpy(), again[name].asnumpy())
+    tag = uuid.uuid4().hex
+    job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
+        photos_rec, prefix, '--num-epochs', '2', '--load-epoch', '1'), tag)
+    out, err = job.communicate(timeout=200)
+    assert job.returncode == 0, out + err
+    _, second, _ = mx.model.load_checkpoint(prefix, 2)
+    assert not np.allclose(second['fc3_weight'].asnumpy(), first['fc3_weight'].asnumpy())
+    with open(prefix + '-metrics.csv') as handle:
+        assert [row.split(',')[0] for row in handle.read().splitlines()[1:]] == ['1', '2']

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from engine.errors import UsageError
-from engine.launcher import (Host, Proc, local_job, parse_env_pairs, parse_hostfile, run_job,
-                             ssh_job)
+from engine.launcher import (SERVER_CODE, Host, Proc, _Child, local_job, parse_env_pairs,
+                             parse_hostfile, run_job, ssh_job)
 from tests.conftest import REPO
 
 PY = sys.executable
@@ -56,7 +56,7 @@ def test_local_job_gives_each_role_the_ps_lite_environment():
         assert (p.env['DMLC_NUM_WORKER'], p.env['DMLC_NUM_SERVER']) == ('2', '1')
         assert p.env['DMLC_INTERFACE'] == 'lo' and p.env['A'] == '1'
         assert ('W' in p.env) == (p.role == 'worker') and ('S' in p.env) == (p.role != 'worker')
-    assert procs[0].argv == procs[1].argv == ['/py', '-c', 'import mxnet']
+    assert procs[0].argv == procs[1].argv == ['/py', '-c', SERVER_CODE]
     assert procs[2].argv == ['python', 'train.py']
 
 
@@ -121,7 +121,7 @@ def test_ssh_job_runs_scheduler_here_and_the_rest_round_robin_over_hosts(monkeyp
         if p.role == 'worker':
             assert command == ['python', 'train_imagenet.py', '--kv-store', 'dist_sync']
         else:
-            assert command == ['/venv/bin/python', '-c', 'import mxnet']
+            assert command == ['/venv/bin/python', '-c', SERVER_CODE]
         placed.append((p.role, p.index, host))
     assert placed == [('server', 0, '10.0.0.1'), ('server', 1, 'alice@node2'),
                       ('worker', 0, '10.0.0.1'), ('worker', 1, 'alice@node2'),
@@ -147,6 +147,14 @@ def test_success_forwards_prefixed_output_and_returns_zero():
                      '[server 0] serving'):
         assert expected in lines
     assert log == []
+
+
+def test_progress_bar_redraws_are_thinned_out():
+    child = _Child(Proc('worker', 0, [], {}, None), None)
+    assert child.lines(b'10%\r20%\r30', now=0.0) == [b'10%']
+    assert child.lines(b'%\r40%\r', now=1.0) == []
+    assert child.lines(b'50%\rlog line\n\n', now=2.5) == [b'50%', b'log line']
+    assert child.partial == b''
 
 
 def test_first_failure_stops_everything_in_bounded_time(tmp_path):
