@@ -10,8 +10,6 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
 
-from tqdm import tqdm  # noqa: E402
-
 import symbols  # noqa: E402
 from engine.args import add_device_args  # noqa: E402
 from engine.cli import add_network_args, run_cli  # noqa: E402
@@ -61,6 +59,8 @@ def build_parser():
     group.add_argument('--forward-only', action='store_true', help='skip forward+backward')
     group.add_argument('--torch', action='store_true',
                        help='also time the same network in PyTorch (CPU, float32) if installed')
+    group.add_argument('--no-progress', dest='progress', action='store_false',
+                       help='no progress bars')
     group = parser.add_argument_group('sweep')
     group.add_argument('--sweep', action='store_true',
                        help='one table over --batch-sizes x --device-sets x --precisions')
@@ -107,17 +107,13 @@ def main(argv=None):
     configs = [(c, b, p) for c in device_sets for b in batch_sizes for p in precisions]
     common = dict(network=args.network, image_shape=shape, num_classes=args.num_classes,
                   num_batches=args.num_batches, burn_in=args.burn_in, backward=not args.forward_only)
-    results = []
-    with tqdm(total=len(configs) + (len(batch_sizes) if use_torch else 0), unit='run',
-              desc='benchmark', disable=not args.sweep) as bar:
-        for contexts, batch_size, precision in configs:
-            results.append(benchmark.time_mxnet(batch_size=batch_size, contexts=contexts,
-                                                dtype=args.dtype, precision=precision, **common))
-            bar.update()
-        if use_torch:
-            for batch_size in batch_sizes:
-                results.append(benchmark.time_pytorch(batch_size=batch_size, **common))
-                bar.update()
+    common['progress'] = args.progress
+    results = [benchmark.time_mxnet(batch_size=batch_size, contexts=contexts, dtype=args.dtype,
+                                    precision=precision, **common)
+               for contexts, batch_size, precision in configs]
+    if use_torch:
+        results += [benchmark.time_pytorch(batch_size=batch_size, **common)
+                    for batch_size in batch_sizes]
     print('%s, input %s, %s classes, %d timed batches after %d burn-in, OMP_NUM_THREADS=%s' % (
         args.network, 'x'.join(map(str, shape)), args.num_classes, args.num_batches, args.burn_in,
         os.environ.get('OMP_NUM_THREADS')))

@@ -8,6 +8,7 @@ from typing import Optional
 
 import mxnet as mx
 import numpy as np
+from tqdm import tqdm
 
 import symbols
 from iterators import SyntheticIter
@@ -48,14 +49,19 @@ class Result:
     note: str = ''           # why a timing is missing
 
 
-def _timed(step, num_batches, burn_in, batch_size):
+def _timed(step, num_batches, burn_in, batch_size, label, progress):
+    bar = tqdm(total=burn_in + num_batches, desc=label, unit='batch', leave=False,
+               disable=not progress)
     for _ in range(burn_in):
         step()
+        bar.update()
     seconds = []
     for _ in range(num_batches):
         start = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - start)
+        bar.update()
+    bar.close()
     return Timing(batch_size, seconds)
 
 
@@ -70,7 +76,7 @@ def random_params(sym, data_shape, seed=0):
 
 def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1000,
                contexts=None, dtype='float32', precision='float32', num_batches=100, burn_in=10,
-               backward=True):
+               backward=True, progress=False):
     """``Result`` for one configuration; int8 is calibrated on the synthetic batch itself
     (speed only: score.py measures accuracy with real calibration images)."""
     contexts = contexts or [mx.cpu()]
@@ -85,8 +91,10 @@ def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1
     def forward():
         predictor.module.forward(mx.io.DataBatch(batch.data), is_train=False)
         predictor.module.get_outputs()[0].wait_to_read()
+    label = 'mxnet %s batch %d %s' % (device_name(contexts), batch_size, precision)
     result = Result('mxnet', device_name(contexts), batch_size, precision,
-                    _timed(forward, num_batches, burn_in, batch_size), None)
+                    _timed(forward, num_batches, burn_in, batch_size, label + ' forward',
+                           progress), None)
     if not backward:
         return result
     if precision != 'float32':
@@ -100,12 +108,13 @@ def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1
         module.forward(batch, is_train=True)
         module.backward()
         mx.nd.waitall()
-    result.forward_backward = _timed(forward_backward, num_batches, burn_in, batch_size)
+    result.forward_backward = _timed(forward_backward, num_batches, burn_in, batch_size,
+                                     label + ' forward+backward', progress)
     return result
 
 
 def time_pytorch(network='alexnet', batch_size=32, image_shape=None, num_classes=1000,
-                 num_batches=100, burn_in=10, backward=True):
+                 num_batches=100, burn_in=10, backward=True, progress=False):
     """The same network in PyTorch on the CPU (``inference.torch_alexnet``), float32."""
     import torch
     from inference.torch_alexnet import torch_model
@@ -122,15 +131,18 @@ def time_pytorch(network='alexnet', batch_size=32, image_shape=None, num_classes
         with torch.inference_mode():
             model(data)
     model.eval()
+    label = 'pytorch cpu batch %d' % batch_size
     result = Result('pytorch %s' % torch.__version__.split('+')[0], 'cpu', batch_size,
-                    'float32', _timed(forward, num_batches, burn_in, batch_size), None)
+                    'float32', _timed(forward, num_batches, burn_in, batch_size,
+                                      label + ' forward', progress), None)
     if backward:
         model.train()
 
         def forward_backward():
             model.zero_grad(set_to_none=True)
             loss_fn(model(data), labels).backward()
-        result.forward_backward = _timed(forward_backward, num_batches, burn_in, batch_size)
+        result.forward_backward = _timed(forward_backward, num_batches, burn_in, batch_size,
+                                         label + ' forward+backward', progress)
     return result
 
 

@@ -48,6 +48,7 @@ def export_onnx(model, path):
     params = dict(model.arg_params)
     params.update(model.aux_params)
     shape = tuple(model.image_shape)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     scratch = path + '.mx2onnx.tmp'
     try:
         mx.onnx.export_model(inference_symbol(model.symbol), params, in_shapes=[(1,) + shape],
