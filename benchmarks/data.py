@@ -39,14 +39,17 @@ def build_parser():
                         help='folder of class folders (default: %(default)s)')
     parser.add_argument('--limit', type=int, default=0,
                         help='convert only N images, evenly spread over the list (0 = all)')
-    parser.add_argument('--workers', type=int, default=2, help='converter processes (default: %(default)s)')
+    parser.add_argument('--workers', type=int, default=2,
+                        help='converter processes (default: %(default)s)')
     parser.add_argument('--resize', type=int, default=256, help='shorter side (default: %(default)s)')
     parser.add_argument('--quality', type=int, default=95, help='JPEG quality (default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=64, help='iterator batch (default: %(default)s)')
+    parser.add_argument('--batch-size', type=int, default=64,
+                        help='iterator batch (default: %(default)s)')
     parser.add_argument('--iter-images', type=int, default=3000,
                         help='images drawn from the iterator per thread count (default: %(default)s)')
     parser.add_argument('--train-batches', type=int, default=4,
-                        help='timed AlexNet training batches of 32, 0 skips the row (default: %(default)s)')
+                        help='timed AlexNet training batches of 32, 0 skips the row '
+                             '(default: %(default)s)')
     parser.add_argument('--workdir', default=None,
                         help='keep the .lst/.rec files here (default: a temporary folder, removed)')
     return parser
@@ -85,7 +88,8 @@ def count_records(path_idx):
 
 
 def iterator_speed(path_rec, batch_size, threads, images):
-    """Images/s the training iterator delivers (decode, crop, mirror, PCA noise), first batch excluded."""
+    """Images/s the training iterator delivers (decode, crop, mirror, PCA noise), not counting
+    the first batch."""
     from iterators import get_train_iter
     it = get_train_iter(path_rec, batch_size, (3, 227, 227), num_threads=threads)
     it.next()
@@ -125,7 +129,8 @@ def row(step, setting, images, seconds):
 
 def run(args):
     workdir = args.workdir or tempfile.mkdtemp(prefix='data-bench-')
-    stock_prefix, ours_prefix = os.path.join(workdir, 'stock', 'imgs'), os.path.join(workdir, 'ours', 'imgs')
+    stock_prefix = os.path.join(workdir, 'stock', 'imgs')
+    ours_prefix = os.path.join(workdir, 'ours', 'imgs')
     for folder in (os.path.dirname(stock_prefix), os.path.dirname(ours_prefix)):
         os.makedirs(folder, exist_ok=True)
     paths = stock_list(stock_prefix, args.data, args.limit)
@@ -144,7 +149,8 @@ def run(args):
              row('convert: tools.im2rec', common, ours_n, ours_seconds)]
     iter_speeds = {}
     for threads in (1, 2):
-        images, seconds = iterator_speed(ours_prefix + '.rec', args.batch_size, threads, args.iter_images)
+        images, seconds = iterator_speed(ours_prefix + '.rec', args.batch_size, threads,
+                                         args.iter_images)
         iter_speeds[threads] = images / seconds
         lines.append(row('train iterator: decode + crop + mirror + PCA noise',
                          '%d thread(s), 3x227x227, batch %d' % (threads, args.batch_size),
@@ -154,8 +160,8 @@ def run(args):
                  'yes' if stock_n == ours_n == len(paths) else 'NO')]
     if args.train_batches:
         images, seconds = training_speed(args.train_batches)
-        lines.append(row('AlexNet training consumes', 'alexnet 3x227x227, batch 32, SGD, OMP_NUM_THREADS=%s'
-                         % os.environ['OMP_NUM_THREADS'], images, seconds))
+        lines.append(row('AlexNet training consumes', 'alexnet 3x227x227, batch 32, SGD, '
+                         'OMP_NUM_THREADS=%s' % os.environ['OMP_NUM_THREADS'], images, seconds))
         ratios.append('iterator (2 threads) / training: %.1fx' % (iter_speeds[2] / (images / seconds)))
     if not args.workdir:
         shutil.rmtree(workdir)

@@ -76,7 +76,8 @@ def _cached(directory, settings):
 
 
 def ensure_digits_dataset(cache_dir=None, size=72, val_ratio=0.2, seed=0, progress=True):
-    """``ConvertResult`` of the digits at ``size`` x ``size`` ('train'/'val' with a ratio, else 'all')."""
+    """``ConvertResult`` of the digits at ``size`` x ``size``: splits 'train' and 'val', or
+    'all' when ``val_ratio`` is 0."""
     directory = os.path.abspath(cache_dir or default_cache_dir(size))
     settings = {'size': size, 'val_ratio': val_ratio, 'seed': seed}
     result = _cached(directory, settings)

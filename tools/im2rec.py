@@ -32,6 +32,7 @@ from tools.image_encoding import EncodeSettings, make_record
 from tools.image_sources import read_class_folders, read_lst, read_synsets
 
 PARTIAL = '.partial'
+_SETTINGS = None  # a worker process's EncodeSettings, set by _init_worker
 
 
 @dataclass
@@ -100,7 +101,8 @@ def split_collection(collection, val_ratio, seed):
 
 
 def output_paths(prefix, splits):
-    """``{split: {'lst'|'rec'|'idx': path}}``: ``{prefix}.ext`` for 'all', else ``{prefix}_{split}.ext``."""
+    """``{split: {'lst'|'rec'|'idx': path}}``: ``{prefix}.ext`` for split 'all',
+    else ``{prefix}_{split}.ext``."""
     return {split: {ext: '%s%s.%s' % (prefix, '' if split == 'all' else '_' + split, ext)
                     for ext in ('lst', 'rec', 'idx')}
             for split in splits}
@@ -172,6 +174,17 @@ def _lst_lines(items):
     return ['%d\t%f\t%s' % (item.index, item.label, item.lst_path) for item in items]
 
 
+def _publish(paths, stale):
+    """Rename every ``path.partial`` onto ``path``, .idx files last, and remove ``stale`` files
+    that this run does not replace. Old .idx files go first, so an overwritten .rec never sits
+    beside an .idx that does not belong to it."""
+    for path in [p for p in paths if p.endswith('.idx')] + [p for p in stale if p not in paths]:
+        if os.path.exists(path):
+            os.remove(path)
+    for path in sorted(paths, key=lambda p: p.endswith('.idx')):
+        os.replace(path + PARTIAL, path)
+
+
 def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=False, quality=95,
             pass_through=False, num_workers=None, synsets=None, overwrite=False, progress=True,
             root=None):
@@ -191,7 +204,8 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
     finals = [path for split in paths.values() for path in split.values()] + [labels_path]
     existing = [path for path in finals + [skipped_path] if os.path.exists(path)]
     if existing and not overwrite:
-        raise UsageError('%s already exists (use --overwrite, or overwrite=True, to replace it)' % existing[0])
+        raise UsageError('%s already exists (use --overwrite, or overwrite=True, to replace it)'
+                         % existing[0])
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
 
     names = read_synsets(synsets) if synsets else {}
@@ -215,12 +229,7 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
                                                    class_names)])
         if skipped:
             _write_text(skipped_path, ['%s\t%s' % entry for entry in skipped])
-        elif os.path.exists(skipped_path):
-            os.remove(skipped_path)  # stale report of an earlier run being overwritten
-        # .idx last: a .rec/.idx pair only appears once everything else is in place.
-        for path in sorted(finals + ([skipped_path] if skipped else []),
-                           key=lambda p: p.endswith('.idx')):
-            os.replace(path + PARTIAL, path)
+        _publish(finals + ([skipped_path] if skipped else []), stale=[skipped_path])
     finally:
         for path in partials:
             if os.path.exists(path):
@@ -239,14 +248,16 @@ def build_parser():
         prog='python -m tools.im2rec',
         description='Convert images to MXNet RecordIO (.lst/.rec/.idx per split), with a label '
                     'map PREFIX_labels.txt and a report of skipped bad files PREFIX_skipped.txt.')
-    parser.add_argument('source', metavar='SOURCE', help='folder of class folders (ImageNet layout), a stock '
-                                       'im2rec .lst file, or a CIFAR-10 python batch folder')
+    parser.add_argument('source', metavar='SOURCE',
+                        help='folder of class folders (ImageNet layout), a stock im2rec .lst file, '
+                             'or a CIFAR-10 python batch folder')
     parser.add_argument('prefix', metavar='PREFIX', help='output prefix, e.g. data/imagenette -> '
                                        'data/imagenette_train.rec (with a split) or .rec')
     parser.add_argument('--val-ratio', type=float, default=0.0, metavar='R',
                         help='stratified fraction of every class written to PREFIX_val.* '
                              '(default: %(default)s = no split)')
-    parser.add_argument('--seed', type=int, default=0, metavar='N', help='seed of the split (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0, metavar='N',
+                        help='seed of the split (default: %(default)s)')
     parser.add_argument('--resize', type=int, default=256, metavar='N',
                         help='shorter side in pixels, 0 keeps the size (default: %(default)s)')
     parser.add_argument('--center-crop', action='store_true',
