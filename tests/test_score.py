@@ -161,3 +161,16 @@ def test_bad_inputs_are_one_line_errors(ckpt, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count('\n') == 1 and 'error: ' in result.stderr, result.stderr
         assert message in result.stderr, result.stderr
+
+
+def test_flags_override_the_sidecar(ckpt, tmp_path):
+    names = tmp_path / 'names.txt'
+    names.write_text(''.join('class-%d\n' % i for i in range(10)))
+    default = _score(ckpt, tmp_path, '--batch-size', '16')
+    overridden = _score(ckpt, tmp_path, '--batch-size', '16', '--class-names', str(names),
+                        '--rgb-mean', '0,0,0', '--rgb-std', '64,64,64')
+    assert overridden.class_names == ['class-%d' % i for i in range(10)]
+    assert default.class_names == ckpt.class_names
+    assert np.abs(overridden.top_probs - default.top_probs).max() > 1e-3
+    with open(tmp_path / 'alexnet-0006-confusion.csv', newline='') as handle:
+        assert next(csv.reader(handle))[1:] == overridden.class_names
