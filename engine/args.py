@@ -9,6 +9,7 @@ import argparse
 from engine.errors import UsageError
 from engine.devices import DEFAULT_CPUS, KVSTORE_TYPES
 from engine.lr_schedule import INITIALIZERS, SCHEDULERS
+from iterators.normalize import STD_RGB
 
 # The paper / Caffe recipe: SGD, momentum 0.9, weight decay 5e-4, batch 256, lr 0.01 divided
 # by 10 at fixed epochs (torchvision's reference steps every 30 of 90 epochs).
@@ -17,9 +18,9 @@ IMAGENET_DEFAULTS = dict(batch_size=256, num_epochs=90, lr=0.01, lr_step_epochs=
 # Digits demo: 1,438 training images at 67x67 (the smallest AlexNet input) on the CPU. The
 # paper's N(0, 0.01) start needs many epochs to leave chance level; a fan-in scaled start on
 # standardised pixels learns the digits in a few, and a final lr step settles it.
-DEMO_DEFAULTS = dict(batch_size=32, num_epochs=12, lr=0.01, lr_step_epochs='9',
+DEMO_DEFAULTS = dict(batch_size=32, num_epochs=10, lr=0.01, lr_step_epochs='7',
                      initializer='xavier', num_classes=10, image_shape='3,67,67',
-                     rgb_std=(58.393, 57.12, 57.375))
+                     rgb_std=STD_RGB)
 
 
 def _both(key):
@@ -49,8 +50,10 @@ def add_fit_args(parser):
     group.add_argument('--num-epochs', type=int, default=None,
                        help='epochs to train (counting resumed ones) ' + _both('num_epochs'))
     group.add_argument('--optimizer', default='sgd',
-                       help='any mx.optimizer name: sgd, nag, adam, rmsprop... (default: %(default)s)')
-    group.add_argument('--lr', type=float, default=None, help='initial learning rate ' + _both('lr'))
+                       help='any mx.optimizer name: sgd, nag, adam, rmsprop... '
+                            '(default: %(default)s)')
+    group.add_argument('--lr', type=float, default=None,
+                       help='initial learning rate ' + _both('lr'))
     group.add_argument('--mom', type=float, default=0.9,
                        help='momentum for sgd/nag (default: %(default)s)')
     group.add_argument('--wd', type=float, default=5e-4, help='weight decay (default: %(default)s)')
@@ -76,9 +79,11 @@ def add_fit_args(parser):
     group.add_argument('--top-k', type=int, default=5,
                        help='also report top-k accuracy; 0 turns it off (default: %(default)s)')
     group.add_argument('--seed', type=int, default=0,
-                       help='seed for initialisation, dropout and data order (default: %(default)s)')
+                       help='seed for initialisation, dropout and data order '
+                            '(default: %(default)s)')
     group.add_argument('--disp-batches', type=int, default=20,
-                       help='log a Speedometer line every N batches; 0: never (default: %(default)s)')
+                       help='log a Speedometer line every N batches; 0: never '
+                            '(default: %(default)s)')
     group.add_argument('--model-prefix', default=None,
                        help='checkpoint prefix P: writes P-symbol.json, P-NNNN.params, '
                             'P-NNNN.states, P-meta.json, P-metrics.csv, P-curves.png, '

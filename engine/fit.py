@@ -10,7 +10,6 @@ state reached as ``P-000k.*`` marked ``partial`` in the sidecar; ``--load-epoch 
 continues with epoch ``k+1`` (``--load-epoch k-1`` repeats epoch ``k`` in full).
 """
 import logging
-import math
 import os
 import signal
 import time
@@ -105,10 +104,10 @@ def prepare(args):
     if demo and args.data_val:
         raise UsageError('--data-val needs --data-train')
     contexts = get_contexts(args.gpus, args.cpus)
-    class_names, num_train = None, None
+    class_names = None
     if args.data_train and not args.benchmark:
         from iterators import check_record_file
-        num_train = check_record_file(args.data_train)
+        check_record_file(args.data_train)
         if args.data_val:
             check_record_file(args.data_val)
         class_names = read_class_names(args.data_train)
@@ -117,6 +116,9 @@ def prepare(args):
     resolve_defaults(args, demo)
     _check_numbers(args)
     check_batch_split(args.batch_size, contexts)
+    if args.dtype == 'float16' and contexts[0].device_type == 'cpu':
+        raise UsageError('--dtype float16 needs --gpus: MXNet has no float16 matrix multiply '
+                         'on the CPU')
     if class_names and len(class_names) != args.num_classes:
         raise UsageError('--num-classes is %d but the labels file beside %s lists %d classes'
                          % (args.num_classes, args.data_train, len(class_names)))
@@ -159,13 +161,15 @@ def prepare(args):
         epoch_updates = updates_per_epoch(args.num_examples, args.batch_size, num_workers)
     else:
         epoch_updates = train_iter.batches_per_epoch
+    scheduler = create_scheduler(args.lr_scheduler, args.lr, epoch_updates, args.num_epochs,
+                                 step_epochs=step_epochs, factor=args.lr_factor,
+                                 warmup_epochs=args.warmup_epochs)
     return SimpleNamespace(
-        args=args, demo=demo, contexts=contexts, kv=kv, rank=rank, num_workers=num_workers,
-        symbol=symbol, image_shape=image_shape, prefix=prefix, class_names=class_names,
-        train_iter=train_iter, make_train_iter=make_train_iter, val_iter=val_iter,
-        epoch_updates=epoch_updates,
-        step_epochs=step_epochs, arg_params=arg_params, aux_params=aux_params, meta=meta,
-        fixed_params=fixed, num_train=num_train)
+        args=args, contexts=contexts, kv=kv, rank=rank, symbol=symbol, image_shape=image_shape,
+        prefix=prefix, class_names=class_names, train_iter=train_iter,
+        make_train_iter=make_train_iter, val_iter=val_iter, epoch_updates=epoch_updates,
+        scheduler=scheduler, arg_params=arg_params, aux_params=aux_params, meta=meta,
+        fixed_params=fixed)
 
 
 def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
@@ -230,10 +234,7 @@ def build_module(run, begin_num_update):
                 label_shapes=run.train_iter.provide_label)
     module.init_params(create_initializer(args.initializer), arg_params=run.arg_params,
                        aux_params=run.aux_params, allow_missing=bool(args.pretrained))
-    scheduler = create_scheduler(args.lr_scheduler, args.lr, run.epoch_updates, args.num_epochs,
-                                 step_epochs=run.step_epochs, factor=args.lr_factor,
-                                 warmup_epochs=args.warmup_epochs)
-    params = dict(learning_rate=args.lr, wd=args.wd, lr_scheduler=scheduler,
+    params = dict(learning_rate=args.lr, wd=args.wd, lr_scheduler=run.scheduler,
                   begin_num_update=begin_num_update, multi_precision=args.dtype == 'float16')
     if args.optimizer.lower() in MOMENTUM_OPTIMIZERS:
         params['momentum'] = args.mom
@@ -245,7 +246,7 @@ def build_module(run, begin_num_update):
         module.install_monitor(run.monitor)
     else:
         run.monitor = None
-    return module, scheduler
+    return module
 
 
 def _state_copies(run, module):
@@ -316,7 +317,9 @@ class Recorder(object):
 
     def save(self, module, epoch, row, num_update, batches, partial):
         run = self.run
-        if run.rank != 0:
+        # Workers other than rank 0 hold the same weights; --benchmark without an explicit
+        # --model-prefix only measures speed.
+        if run.rank != 0 or (run.args.benchmark and not run.args.model_prefix):
             return
         arg_params, aux_params = module.get_params()
         ckpt.save_checkpoint(run.prefix, epoch, run.symbol, arg_params, aux_params)
@@ -351,7 +354,7 @@ def train(run):
     args = run.args
     start_epoch = args.load_epoch or 0
     num_update = _begin_num_update(run)
-    module, scheduler = build_module(run, num_update)
+    module = build_module(run, num_update)
     recorder = Recorder(run, start_epoch)
     per_batch = args.batch_size
     speedometer = Speedometer(per_batch, args.disp_batches)
@@ -387,7 +390,7 @@ def train(run):
                     if stop.requested:
                         break
             seconds = time.time() - tic
-            lr = scheduler(max(num_update, 1))
+            lr = run.scheduler(max(num_update, 1))
             if stop.requested:
                 row = _row(epoch, metrics.result(), None, lr, images, seconds,
                            recorder.wall_seconds + seconds)
@@ -404,8 +407,8 @@ def train(run):
                 check_finite(val['loss'], epoch, nbatch)
             row = _row(epoch, metrics.result(), val, lr, images, seconds,
                        recorder.wall_seconds + seconds)
-            logging.info('Epoch[%d] Train-%s\tTime cost=%.1f s\tlr=%g', epoch, metrics.describe(),
-                         seconds, lr)
+            logging.info('Epoch[%d] Train-%s\tTime cost=%.1f s\tSpeed=%.1f images/s\tlr=%g', epoch,
+                         metrics.describe(), seconds, images / max(seconds, 1e-9), lr)
             if val is not None:
                 logging.info('Epoch[%d] Validation-top1=%.4f%s\tcross-entropy=%.4f', epoch,
                              val['top1'], '\ttop%d=%.4f' % (args.top_k, val['topk'])

@@ -32,6 +32,7 @@ CASES = {
                         'too small'),
     'batch not divisible': (lambda r, t: ['--data-train', r[0], '--cpus', '2',
                                           '--batch-size', '7'], 'divisible'),
+    'float16 on cpu': (lambda r, t: ['--data-train', r[0], '--dtype', 'float16'], 'float16'),
     'resume from nothing': (lambda r, t: ['--data-train', r[0], '--load-epoch', '1'],
                             'not found'),
 }
