@@ -163,6 +163,11 @@ def run(args):
         lines.append(row('AlexNet training consumes', 'alexnet 3x227x227, batch 32, SGD, '
                          'OMP_NUM_THREADS=%s' % os.environ['OMP_NUM_THREADS'], images, seconds))
         ratios.append('iterator (2 threads) / training: %.1fx' % (iter_speeds[2] / (images / seconds)))
+    decode_cap = max((os.cpu_count() or 1) // 2 - 1, 1)
+    if decode_cap < 2:
+        ratios.append("note: MXNet 1.9.1's ImageRecordIter decodes with at most max(cores/2 - 1, 1) "
+                      "= %d thread(s) on this %d-core machine (its log: 'use 1 threads for "
+                      "decoding'), whatever preprocess_threads asks" % (decode_cap, os.cpu_count()))
     if not args.workdir:
         shutil.rmtree(workdir)
     return lines + [''] + ratios
