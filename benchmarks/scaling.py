@@ -29,7 +29,8 @@ sys.path.insert(0, REPO)  # run as a script from anywhere: the repo's packages c
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), 'shared', 'datasets', 'imagenette2-224', 'train')
 SPEED = re.compile(r'^\[worker (\d+)\] .*Speed: ([0-9.]+) samples/sec')
 
-from engine.cli import run_cli  # noqa: E402
+from engine.cli import add_network_args, run_cli  # noqa: E402
+from engine.devices import KVSTORE_TYPES  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def build_parser():
                                      'docstring for what is measured.')
     parser.add_argument('--data', default=DEFAULT_DATA,
                         help='folder of class folders (default: %(default)s)')
-    parser.add_argument('--images-per-class', type=int, default=64,
+    parser.add_argument('--images-per-class', type=int, default=128,
                         help='first N images of each class, 0 = all (default: %(default)s)')
     parser.add_argument('--resize', type=int, default=256,
                         help='shorter side stored in the .rec (default: %(default)s)')
@@ -46,10 +47,12 @@ def build_parser():
                         help='worker counts to run (default: %(default)s)')
     parser.add_argument('--servers', type=int, default=1, help='servers (default: %(default)s)')
     parser.add_argument('--kv-store', default='dist_sync',
-                        choices=('dist_sync', 'dist_async', 'dist_device_sync'),
+                        choices=[kv for kv in KVSTORE_TYPES if kv.startswith('dist')],
                         help='(default: %(default)s)')
-    parser.add_argument('--network', default='alexnet', help='(default: %(default)s)')
-    parser.add_argument('--image-shape', default='3,227,227', help='(default: %(default)s)')
+    add_network_args(parser)
+    parser.set_defaults(num_classes=None)
+    parser._option_string_actions['--num-classes'].help = (
+        'number of output classes (default: the count in the labels file of the .rec)')
     parser.add_argument('--batch-size', type=int, default=32,
                         help='batch per worker (default: %(default)s)')
     parser.add_argument('--timeout', type=float, default=3600,
@@ -105,9 +108,12 @@ def run_config(args, rec, workers, workdir, scratch):
                '--env-server', 'OMP_NUM_THREADS:1',
                sys.executable, os.path.join(REPO, 'train_imagenet.py'),
                '--kv-store', args.kv_store, '--data-train', rec, '--network', args.network,
-               '--image-shape', args.image_shape, '--batch-size', str(args.batch_size),
+               '--dtype', args.dtype, '--batch-size', str(args.batch_size),
                '--num-epochs', '1', '--data-nthreads', str(threads), '--disp-batches', '2',
                '--no-progress', '--model-prefix', prefix]
+    for flag, value in (('--image-shape', args.image_shape), ('--num-classes', args.num_classes)):
+        if value is not None:
+            command += [flag, str(value)]
     log_path = os.path.join(workdir, 'workers-%d.log' % workers)
     with open(log_path, 'w') as log:
         code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -142,8 +148,8 @@ def main(argv=None):
             rows.append((workers, threads, speed))
     base = next((speed for workers, _, speed in rows if workers == 1), None)
     print('\n%s %s, batch %d per worker, %s, %d server(s), %d cores, data %s\n'
-          % (args.network, args.image_shape, args.batch_size, args.kv_store, args.servers,
-             os.cpu_count() or 1, rec))
+          % (args.network, args.image_shape or 'default input', args.batch_size, args.kv_store,
+             args.servers, os.cpu_count() or 1, rec))
     print('| workers | OpenMP threads each | images/s (all workers) | parallel efficiency |')
     print('|---|---|---|---|')
     for workers, threads, speed in rows:
