@@ -26,9 +26,11 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie is dead but not yet reaped by its parent
-    with open('/proc/%d/stat' % pid) as handle:
-        return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    try:   # a zombie is dead but not yet reaped by its parent
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
 
 
 def proc(role, index, code, tmp_path=None):
@@ -228,8 +230,9 @@ def test_cli_usage_errors_are_one_line(args, message):
     assert result.stderr.count('\n') == 1 and message in result.stderr, result.stderr
 
 
-def test_sigterm_to_the_launcher_stops_the_job(tmp_path):
-    """The launcher's own children must not outlive it when it is told to stop."""
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_the_launcher_stops_the_job(tmp_path, signum):
+    """The launcher's children must not outlive it, even when it is killed outright."""
     sleeper = 'import os, time; open("pid%d" % os.getpid(), "w").close(); time.sleep(600)\n'
     (tmp_path / 'mxnet.py').write_text(sleeper)   # what scheduler and server `import mxnet` here
     launcher = subprocess.Popen(
@@ -241,8 +244,12 @@ def test_sigterm_to_the_launcher_stops_the_job(tmp_path):
         time.sleep(0.1)
     children = [int(p.name[3:]) for p in tmp_path.glob('pid*')]
     assert len(children) == 4     # scheduler, server, 2 workers
-    launcher.send_signal(signal.SIGTERM)
+    launcher.send_signal(signum)
     _, err = launcher.communicate(timeout=20)
-    assert launcher.returncode == 128 + signal.SIGTERM
-    assert b'received SIGTERM' in err
+    if signum == signal.SIGTERM:
+        assert launcher.returncode == 128 + signal.SIGTERM
+        assert b'received SIGTERM' in err
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(alive(pid) for pid in children)
