@@ -416,4 +416,12 @@ def train(run):
             recorder.save(module, epoch, row, num_update, nbatch, partial=False)
             result.epoch = epoch
     result.rows = recorder.rows
+    if not result.stopped_by and run.rank == 0:
+        last = recorder.rows[-1] if recorder.rows else {}
+        logging.info('done: %d epochs in %.0f s%s; files: %s-*', result.epoch,
+                     recorder.wall_seconds,
+                     '; final val top-1 %s, best %.4f (epoch %d)' % (
+                         last.get('val_top1'), recorder.meta['best_val_top1'],
+                         recorder.meta['best_epoch'])
+                     if recorder.meta['best_epoch'] else '', run.prefix)
     return result
