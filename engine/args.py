@@ -130,9 +130,12 @@ def build_train_parser(prog=None):
     from engine.cli import add_network_args
     from iterators import add_data_args
     parser = OneLineErrorParser(
-        prog=prog, description='Train AlexNet with mx.mod.Module on every listed device. Without '
+        prog=prog,
+        description='Train AlexNet with mx.mod.Module on every listed device. Without '
                     '--data-train it trains on the built-in digits demo (scikit-learn\'s '
-                    'handwritten digits as images), on the CPU, in a few minutes.')
+                    'handwritten digits as images), on the CPU, in a few minutes, with the '
+                    '"digits demo" defaults below and --rgb-std %s.'
+                    % ','.join(map(str, STD_RGB)))
     add_network_args(parser)
     # Decided by the data when not given: the labels file beside --data-train, else 1000.
     parser.set_defaults(num_classes=None)
