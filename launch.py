@@ -9,13 +9,14 @@ Several machines (the hostfile lists one host per line; the scheduler runs here)
 import argparse
 import sys
 
+from engine.args import OneLineErrorParser
 from engine.cli import run_cli
 from engine.launcher import local_job, parse_env_pairs, parse_hostfile, run_job, ssh_job
 from engine.errors import UsageError
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Start a parameter-server job (scheduler, servers, workers) for a command '
                     'that uses an MXNet dist_* kvstore. Output is forwarded with a [role index] '
                     'prefix (the index is the launch slot; the kvstore rank is assigned by '

@@ -125,12 +125,15 @@ def ssh_argv(host, env, command, workdir):
     """``ssh host 'cd DIR && exec env VAR=... CMD'``.
 
     ``-tt`` gives the remote command a terminal, so it gets SIGHUP and dies when the local ssh
-    is killed; ``BatchMode`` makes a missing key fail at once instead of prompting.
+    is killed; ``BatchMode`` makes a missing key fail at once instead of prompting; the
+    keep-alives make ssh exit (status 255, which stops the job) about 30 s after a host
+    stops answering, a failure no process could otherwise report.
     """
     assignments = ' '.join(shlex.quote('%s=%s' % item) for item in sorted(env.items()))
     remote = 'cd %s && exec env %s %s' % (shlex.quote(workdir), assignments,
                                           ' '.join(shlex.quote(arg) for arg in command))
-    argv = ['ssh', '-tt', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=accept-new']
+    argv = ['ssh', '-tt', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=accept-new',
+            '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3']
     if host.port:
         argv += ['-p', str(host.port)]
     return argv + [host.address, remote]
