@@ -13,7 +13,8 @@ import time
 
 import mxnet as mx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import iterators
+
 IMAGE_SHAPE = (3, 32, 32)
 
 
@@ -27,16 +28,10 @@ def tiny_net(num_classes):
 
 
 def shard_iter(rec, batch_size, num_parts, part_index):
-    """Deterministic batches of one shard: no shuffling, no augmentation.
-
-    With the .idx the shards split the record count evenly; without it ImageRecordIter splits
-    the file by bytes, shards get different batch counts and dist_sync waits forever.
-    """
-    return mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=os.path.splitext(rec)[0] + '.idx',
-                                 data_shape=IMAGE_SHAPE, batch_size=batch_size,
-                                 shuffle=False, rand_crop=False, rand_mirror=False,
-                                 num_parts=num_parts, part_index=part_index,
-                                 preprocess_threads=1, round_batch=False)
+    """The project's validation pipeline on one kvstore shard: file order, center crop, no
+    augmentation, so every run sees the same pixels."""
+    return iterators.get_val_iter(rec, batch_size, IMAGE_SHAPE, num_parts=num_parts,
+                                  part_index=part_index, num_threads=1)
 
 
 def digests(batch):
