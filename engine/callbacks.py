@@ -62,11 +62,13 @@ class TopKMetrics(object):
         return text + '\tcross-entropy=%.4f' % res['loss']
 
 
-def check_finite(loss, epoch, batch):
+def check_finite(loss, epoch, batch=None):
+    """Raise ``Diverged`` for a NaN/inf loss of training batch ``batch`` (None: validation)."""
     if not math.isfinite(loss):
-        raise Diverged('loss is %s at epoch %d, batch %d: training diverged; lower --lr '
+        where = 'batch %d' % batch if batch is not None else 'validation'
+        raise Diverged('loss is %s at epoch %d, %s: training diverged; lower --lr '
                        '(or add --warmup-epochs) and resume from the last checkpoint'
-                       % (loss, epoch, batch))
+                       % (loss, epoch, where))
 
 
 class Speedometer(object):

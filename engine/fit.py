@@ -350,78 +350,95 @@ def _row(epoch, train, val, lr, images, seconds, wall):
     return row
 
 
+def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
+    """One pass over ``data`` (or up to a stop request). Returns (batches, images, seconds)."""
+    args, per_batch = run.args, run.args.batch_size
+    metrics.reset()
+    speedometer.start_epoch()
+    tic, images, nbatch = time.time(), 0, 0
+    with epoch_bar(epoch - 1, args.num_epochs, data.batches_per_epoch * per_batch,
+                   args.progress and run.rank == 0) as bar:
+        for nbatch, batch in enumerate(data, 1):
+            if run.monitor:
+                run.monitor.tic()
+            module.forward_backward(batch)
+            module.update()
+            loss = metrics.update(module.get_outputs()[0].asnumpy(), batch.label[0].asnumpy(),
+                                  batch.pad)
+            check_finite(loss, epoch, nbatch)
+            if run.monitor:
+                run.monitor.toc_print()
+            images += per_batch - batch.pad
+            bar.update(per_batch)
+            speedometer(epoch, nbatch, metrics)
+            if stop.requested:
+                break
+    return nbatch, images, time.time() - tic
+
+
+def _log_epoch(epoch, metrics, val, seconds, images, lr, top_k):
+    logging.info('Epoch[%d] Train-%s\tTime cost=%.1f s\tSpeed=%.1f images/s\tlr=%g', epoch,
+                 metrics.describe(), seconds, images / max(seconds, 1e-9), lr)
+    if val is not None:
+        logging.info('Epoch[%d] Validation-top1=%.4f%s\tcross-entropy=%.4f', epoch, val['top1'],
+                     '\ttop%d=%.4f' % (top_k, val['topk']) if top_k else '', val['loss'])
+
+
+def _log_done(run, recorder, result):
+    if result.stopped_by or run.rank != 0:
+        return
+    last, meta = (recorder.rows[-1] if recorder.rows else {}), recorder.meta
+    scores = ('; final val top-1 %s, best %.4f (epoch %d)'
+              % (last.get('val_top1'), meta['best_val_top1'], meta['best_epoch'])
+              if meta['best_epoch'] else '')
+    logging.info('done: %d epochs in %.0f s%s; files: %s-*', result.epoch,
+                 recorder.wall_seconds, scores, run.prefix)
+
+
 def train(run):
+    """The epochs from ``--load-epoch`` (or 1) to ``--num-epochs``, saving after each."""
     args = run.args
     start_epoch = args.load_epoch or 0
     num_update = _begin_num_update(run)
     module = build_module(run, num_update)
     recorder = Recorder(run, start_epoch)
-    per_batch = args.batch_size
-    speedometer = Speedometer(per_batch, args.disp_batches)
+    speedometer = Speedometer(args.batch_size, args.disp_batches)
     metrics = TopKMetrics(args.top_k)
-    show = args.progress and run.rank == 0
     logging.info('training %s on %s, batch %d, %d updates per epoch; checkpoints: %s-*',
-                 args.network, ','.join(str(c) for c in run.contexts), per_batch,
+                 args.network, ','.join(str(c) for c in run.contexts), args.batch_size,
                  run.epoch_updates, run.prefix)
     result = SimpleNamespace(prefix=run.prefix, epoch=start_epoch, stopped_by=None,
                              module=module, rows=recorder.rows, meta=recorder.meta)
     with StopRequest() as stop:
         for epoch in range(start_epoch + 1, args.num_epochs + 1):
             data = run.train_iter if epoch == 1 else run.make_train_iter(epoch)
-            metrics.reset()
-            speedometer.start_epoch()
-            tic, images, nbatch = time.time(), 0, 0
-            with epoch_bar(epoch - 1, args.num_epochs, data.batches_per_epoch * per_batch,
-                           show) as bar:
-                for nbatch, batch in enumerate(data, 1):
-                    if run.monitor:
-                        run.monitor.tic()
-                    module.forward_backward(batch)
-                    module.update()
-                    num_update += 1
-                    loss = metrics.update(module.get_outputs()[0].asnumpy(),
-                                          batch.label[0].asnumpy(), batch.pad)
-                    check_finite(loss, epoch, nbatch)
-                    if run.monitor:
-                        run.monitor.toc_print()
-                    images += per_batch - batch.pad
-                    bar.update(per_batch)
-                    speedometer(epoch, nbatch, metrics)
-                    if stop.requested:
-                        break
-            seconds = time.time() - tic
+            nbatch, images, seconds = train_epoch(run, module, data, epoch, stop, speedometer,
+                                                  metrics)
+            num_update += nbatch
             lr = run.scheduler(max(num_update, 1))
-            if stop.requested:
-                row = _row(epoch, metrics.result(), None, lr, images, seconds,
-                           recorder.wall_seconds + seconds)
+            wall = recorder.wall_seconds + seconds
+            if stop.requested and nbatch < data.batches_per_epoch:
+                row = _row(epoch, metrics.result(), None, lr, images, seconds, wall)
                 recorder.save(module, epoch, row, num_update, nbatch, partial=True)
-                result.stopped_by = signal.Signals(stop.signum).name
+                result.stopped_by, result.epoch = signal.Signals(stop.signum).name, epoch
                 logging.warning('stopped in epoch %d after %d of %d batches; saved %s (partial '
                                 'epoch). Resume with --model-prefix %s --load-epoch %d',
                                 epoch, nbatch, data.batches_per_epoch,
                                 ckpt.params_path(run.prefix, epoch), run.prefix, epoch)
-                result.epoch = epoch
                 break
             val = evaluate(module, run.val_iter, args.top_k) if run.val_iter else None
             if val is not None:
-                check_finite(val['loss'], epoch, nbatch)
-            row = _row(epoch, metrics.result(), val, lr, images, seconds,
-                       recorder.wall_seconds + seconds)
-            logging.info('Epoch[%d] Train-%s\tTime cost=%.1f s\tSpeed=%.1f images/s\tlr=%g', epoch,
-                         metrics.describe(), seconds, images / max(seconds, 1e-9), lr)
-            if val is not None:
-                logging.info('Epoch[%d] Validation-top1=%.4f%s\tcross-entropy=%.4f', epoch,
-                             val['top1'], '\ttop%d=%.4f' % (args.top_k, val['topk'])
-                             if args.top_k else '', val['loss'])
+                check_finite(val['loss'], epoch)
+            _log_epoch(epoch, metrics, val, seconds, images, lr, args.top_k)
+            row = _row(epoch, metrics.result(), val, lr, images, seconds, wall)
             recorder.save(module, epoch, row, num_update, nbatch, partial=False)
             result.epoch = epoch
+            if stop.requested:
+                result.stopped_by = signal.Signals(stop.signum).name
+                logging.warning('stopped after epoch %d; saved %s. Resume with --model-prefix '
+                                '%s --load-epoch %d', epoch, ckpt.params_path(run.prefix, epoch),
+                                run.prefix, epoch)
+                break
     result.rows = recorder.rows
-    if not result.stopped_by and run.rank == 0:
-        last = recorder.rows[-1] if recorder.rows else {}
-        logging.info('done: %d epochs in %.0f s%s; files: %s-*', result.epoch,
-                     recorder.wall_seconds,
-                     '; final val top-1 %s, best %.4f (epoch %d)' % (
-                         last.get('val_top1'), recorder.meta['best_val_top1'],
-                         recorder.meta['best_epoch'])
-                     if recorder.meta['best_epoch'] else '', run.prefix)
+    _log_done(run, recorder, result)
     return result
