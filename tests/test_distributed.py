@@ -152,7 +152,7 @@ def test_killing_a_worker_ends_the_job_with_a_clear_error(photos_rec, init_param
     assert job.returncode == 128 + signal.SIGKILL
     error = [line for line in err.splitlines() if 'error' in line]
     assert len(error) == 1 and 'was killed by SIGKILL; stopping the job' in error[0], err
-    assert stopped_in < grace + 5
+    assert stopped_in < grace + 8
     assert not tagged_processes(tag)
 
 
@@ -209,7 +209,7 @@ def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(ph
         _, err = job.communicate(timeout=60)
     assert job.returncode == 128 + signal.SIGKILL, err
     assert 'was killed by SIGKILL; stopping the job' in err
-    assert time.monotonic() - killed < 3 + 5
+    assert time.monotonic() - killed < 3 + 8
     assert not tagged_processes(tag)
 
     # 3. what was checkpointed is intact and resumes
