@@ -301,6 +301,10 @@ class Recorder(object):
             best_epoch=None, best_val_top1=None, checkpoints=checkpoints,
             batch_size=args.batch_size, pretrained=args.pretrained or run.meta.get('pretrained'))
         self._update_best()
+        # Resumed before the old best epoch: P-best.params must follow the kept rows.
+        best = self.meta['best_epoch']
+        if run.rank == 0 and best and best != run.meta.get('best_epoch'):
+            ckpt.mark_best(run.prefix, best)
 
     def _update_best(self):
         scored = [r for r in self.rows if r.get('val_top1') not in (None, '')]
