@@ -61,7 +61,8 @@ def create_kvstore(kv_type, contexts):
     ``rank``/``num_workers`` decide which shard of the data this worker reads.
     """
     if kv_type not in KVSTORE_TYPES:
-        raise UsageError('unknown --kv-store %r; choose one of %s' % (kv_type, ', '.join(KVSTORE_TYPES)))
+        raise UsageError('unknown --kv-store %r; choose one of %s'
+                         % (kv_type, ', '.join(KVSTORE_TYPES)))
     if len(contexts) == 1 and 'dist' not in kv_type:
         return None
     return mx.kv.create(kv_type)

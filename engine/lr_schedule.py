@@ -41,7 +41,8 @@ def create_scheduler(kind, lr, epoch_updates, num_epochs, step_epochs=(), factor
     ``e * epoch_updates``), so a run resumed with ``begin_num_update`` gets the same
     rate an uninterrupted run has at that point."""
     if kind not in SCHEDULERS:
-        raise UsageError('unknown --lr-scheduler %r; choose one of %s' % (kind, ', '.join(SCHEDULERS)))
+        raise UsageError('unknown --lr-scheduler %r; choose one of %s'
+                         % (kind, ', '.join(SCHEDULERS)))
     if lr <= 0:
         raise UsageError('--lr must be positive, got %g' % lr)
     if warmup_epochs < 0 or (warmup_epochs and warmup_epochs >= num_epochs):
@@ -58,7 +59,8 @@ def create_scheduler(kind, lr, epoch_updates, num_epochs, step_epochs=(), factor
     if kind == 'poly':
         return mx.lr_scheduler.PolyScheduler(max_update=total, base_lr=lr, pwr=power,
                                              final_lr=final_lr, **warmup)
-    return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=lr, final_lr=final_lr, **warmup)
+    return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=lr, final_lr=final_lr,
+                                           **warmup)
 
 
 @mx.init.register
