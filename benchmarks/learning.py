@@ -10,7 +10,7 @@ ants-vs-bees set (hymenoptera) against the same recipe from scratch.
 Each run is a ``train_imagenet.py`` command, printed with the table (run, epochs, time,
 final and best val top-1); results come from the runs' metrics CSV files.
 
-    python benchmarks/learning.py                         # ~30-40 min on 2 cores
+    python benchmarks/learning.py                         # ~30-35 min on 2 cores
     python benchmarks/learning.py --limit-per-class 20 --imagenette-epochs 1 --hymenoptera-epochs 1
 """
 import os
@@ -40,18 +40,22 @@ def build_parser():
     parser.add_argument('--image-shape', default='3,127,127', help='(default: %(default)s)')
     parser.add_argument('--resize', type=int, default=146,
                         help='shorter side of the stored images (default: %(default)s)')
-    parser.add_argument('--imagenette-epochs', type=int, default=8, help='(default: %(default)s)')
+    parser.add_argument('--imagenette-epochs', type=int, default=10,
+                        help='(default: %(default)s; ~2.5 min each on 2 quiet cores)')
     parser.add_argument('--hymenoptera-epochs', type=int, default=10, help='(default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=64,
-                        help='imagenette batch (default: %(default)s)')
+    parser.add_argument('--network', default='alexnet',
+                        help='alexnet-bn converges faster from scratch (default: %(default)s)')
+    parser.add_argument('--batch-size', type=int, default=32,
+                        help='imagenette batch: 267 updates per epoch (default: %(default)s)')
     parser.add_argument('--hymenoptera-batch-size', type=int, default=16,
                         help='hymenoptera batch: 244 photos give 16 updates per epoch '
                              '(default: %(default)s)')
     parser.add_argument('--lr', type=float, default=0.01,
                         help='from-scratch lr, cosine decay after a 1-epoch warm-up '
                              '(default: %(default)s)')
-    parser.add_argument('--finetune-lr', type=float, default=0.001,
-                        help='fine-tuning lr (default: %(default)s)')
+    parser.add_argument('--finetune-lr', type=float, default=None,
+                        help='fine-tuning lr (default: --lr, so that the two hymenoptera runs '
+                             'differ only in their starting weights)')
     parser.add_argument('--limit-per-class', type=int, default=0,
                         help='use only this many photos per class (a quick check; default: all)')
     return parser
@@ -120,16 +124,17 @@ def main(argv=None):
            for split in ('train', 'val')}
 
     runs = os.path.join(work, 'runs-%s-%s' % (tag, time.strftime('%Y%m%d-%H%M%S')))
-    common = ['--image-shape', args.image_shape, '--initializer', 'xavier',
-              '--rgb-std', '58.393,57.12,57.375', '--lr-scheduler', 'cosine', '--no-progress',
-              '--disp-batches', 0]
 
-    def scratch(epochs):
-        return common + ['--lr', args.lr, '--warmup-epochs', 1 if epochs > 1 else 0]
+    def recipe(epochs, lr=None):
+        """Flags every run shares: cosine lr decay after a 1-epoch warm-up."""
+        return ['--network', args.network, '--image-shape', args.image_shape,
+                '--initializer', 'xavier', '--rgb-std', '58.393,57.12,57.375',
+                '--lr-scheduler', 'cosine', '--lr', lr or args.lr,
+                '--warmup-epochs', 1 if epochs > 1 else 0, '--no-progress', '--disp-batches', 0]
     results = []
     inet_prefix = os.path.join(runs, 'imagenette-scratch')
     results.append(('imagenette, from scratch', args.imagenette_epochs, inet_prefix) + _train(
-        scratch(args.imagenette_epochs) + [
+        recipe(args.imagenette_epochs) + [
             '--batch-size', args.batch_size, '--data-train', inet['train'],
             '--data-val', inet['val'], '--num-epochs', args.imagenette_epochs,
             '--model-prefix', inet_prefix]))
@@ -137,12 +142,12 @@ def main(argv=None):
                 '--data-val', hym['val'], '--num-epochs', args.hymenoptera_epochs]
     tuned = os.path.join(runs, 'hymenoptera-finetuned')
     results.append(('hymenoptera, fine-tuned from imagenette', args.hymenoptera_epochs, tuned)
-                   + _train(common + hym_data + [
-                       '--lr', args.finetune_lr, '--model-prefix', tuned, '--pretrained',
+                   + _train(recipe(args.hymenoptera_epochs, args.finetune_lr) + hym_data + [
+                       '--model-prefix', tuned, '--pretrained',
                        '%s-%04d.params' % (inet_prefix, args.imagenette_epochs)]))
     fresh = os.path.join(runs, 'hymenoptera-scratch')
     results.append(('hymenoptera, from scratch', args.hymenoptera_epochs, fresh)
-                   + _train(scratch(args.hymenoptera_epochs) + hym_data
+                   + _train(recipe(args.hymenoptera_epochs) + hym_data
                             + ['--model-prefix', fresh]))
 
     print('\nAlexNet at %s on %d cores (OMP_NUM_THREADS=%s)%s\n'
