@@ -35,7 +35,7 @@ from engine.errors import UsageError  # noqa: E402
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--datasets', default=DATASETS, help='(default: %(default)s)')
-    parser.add_argument('--work-dir', default=os.path.join(REPO, 'benchmarks', 'learning-runs'),
+    parser.add_argument('--work-dir', default=os.path.join(REPO, 'runs', 'learning'),
                         help='converted data and checkpoints (default: %(default)s)')
     parser.add_argument('--image-shape', default='3,127,127', help='(default: %(default)s)')
     parser.add_argument('--resize', type=int, default=146,
