@@ -46,7 +46,8 @@ def add_fit_args(parser):
     """Optimisation, schedule, logging and checkpoint flags."""
     group = parser.add_argument_group('training')
     group.add_argument('--batch-size', type=int, default=None,
-                       help='global batch per step, split over the devices ' + _both('batch_size'))
+                       help='batch per step, split over the devices (with dist_*: per worker) '
+                            + _both('batch_size'))
     group.add_argument('--num-epochs', type=int, default=None,
                        help='epochs to train (counting resumed ones) ' + _both('num_epochs'))
     group.add_argument('--optimizer', default='sgd',
