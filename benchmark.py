@@ -12,7 +12,7 @@ import argparse  # noqa: E402
 
 import symbols  # noqa: E402
 from engine.args import add_device_args  # noqa: E402
-from engine.cli import add_network_args, run_cli  # noqa: E402
+from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import benchmark, fastpath  # noqa: E402
@@ -43,7 +43,7 @@ def _precision_list(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Time forward and forward+backward passes of a network on synthetic data '
                     '(mean +- std over --num-batches after --burn-in) and print its per-layer '
                     'output shapes.')

@@ -12,14 +12,14 @@ import sys  # noqa: E402
 import mxnet as mx  # noqa: E402
 
 import iterators  # noqa: E402
-from engine.cli import add_network_args, run_cli  # noqa: E402
+from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import model, onnx_export  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Export a checkpoint to ONNX (input "data" N,C,H,W float32 after mean/std '
                     'normalisation, output "softmax" probabilities; dynamic batch size) and '
                     'compare onnxruntime with MXNet on images of --data-val.')

@@ -9,8 +9,7 @@ Several machines (the hostfile lists one host per line; the scheduler runs here)
 import argparse
 import sys
 
-from engine.args import OneLineErrorParser
-from engine.cli import run_cli
+from engine.cli import OneLineErrorParser, run_cli
 from engine.launcher import local_job, parse_env_pairs, parse_hostfile, run_job, ssh_job
 from engine.errors import UsageError
 

@@ -12,7 +12,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 from engine.args import add_device_args  # noqa: E402
-from engine.cli import add_network_args, run_cli  # noqa: E402
+from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import model  # noqa: E402
@@ -22,7 +22,7 @@ from iterators import add_data_args  # noqa: E402
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Print the top-k classes of image files or folders with a checkpoint. The '
                     'crop is score.py\'s center crop: shorter side resized to --resize, then the '
                     'central image-shape crop.')

@@ -7,12 +7,11 @@ import os
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 
 from engine.args import add_device_args  # noqa: E402
-from engine.cli import add_network_args, run_cli  # noqa: E402
+from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import fastpath, model, scoring  # noqa: E402
@@ -20,7 +19,7 @@ from iterators import add_data_args  # noqa: E402
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Score a checkpoint on a .rec file. Image shape, mean/std and class names '
                     'come from the checkpoint\'s sidecar P-meta.json unless given as flags.')
     model.add_checkpoint_args(parser)

@@ -1,5 +1,6 @@
 """Training throughput: this package's AlexNet on mx.mod.Module (the step engine.fit runs)
-against the same AlexNet written in PyTorch, on the same CPU, in one run.
+against the same AlexNet in PyTorch (``inference.torch_alexnet``, built layer for layer
+from the MXNet graph), on the same CPU, in one run.
 
 Both do forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) on the same
 batch of random images, same layers (MXNet's AlexNet layout: 96-256-384-384-256 filters,
@@ -72,34 +73,13 @@ def mxnet_seconds(batch_size, shape, num_classes, batches, warmup):
     return _timed(step, batches, warmup)
 
 
-def torch_alexnet(shape, num_classes):
-    """MXNet's AlexNet layout in torch.nn, layer for layer."""
-    import torch
-    from torch import nn
-    lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
-    features = nn.Sequential(
-        nn.Conv2d(shape[0], 96, 11, stride=4), nn.ReLU(inplace=True), nn.LocalResponseNorm(**lrn),
-        nn.MaxPool2d(3, 2),
-        nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(inplace=True), nn.LocalResponseNorm(**lrn),
-        nn.MaxPool2d(3, 2),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Flatten())
-    with torch.no_grad():
-        flat = features(torch.zeros((1,) + shape)).shape[1]
-    return nn.Sequential(
-        features,
-        nn.Linear(flat, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
-        nn.Linear(4096, num_classes))
-
-
 def torch_seconds(batch_size, shape, num_classes, batches, warmup):
     import torch
+    from inference.torch_alexnet import torch_model
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
-    model = torch_alexnet(shape, num_classes).train()
+    # The torch.nn twin is built from the MXNet graph itself, so the layers cannot drift apart.
+    model = torch_model(symbols.get_symbol('alexnet', num_classes, shape), shape).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=SGD['lr'], momentum=SGD['momentum'],
                                 weight_decay=SGD['wd'])
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -4,9 +4,7 @@ Flags whose good value depends on the data (batch size, epochs, lr, ...) default
 ``None`` and are resolved by ``resolve_defaults``: the AlexNet/ImageNet recipe for real
 data, a small CPU-sized recipe for the built-in digits demo (no ``--data-train``).
 """
-import argparse
 
-from engine.errors import UsageError
 from engine.devices import DEFAULT_CPUS, KVSTORE_TYPES
 from engine.lr_schedule import INITIALIZERS, SCHEDULERS
 from iterators.normalize import STD_RGB
@@ -118,17 +116,9 @@ def add_finetune_args(parser):
     return group
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """Bad flags raise ``UsageError``, so ``run_cli`` prints them as one line (exit 2)
-    instead of argparse's usage block."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_train_parser(prog=None):
     """The parser of ``train_imagenet.py``."""
-    from engine.cli import add_network_args
+    from engine.cli import OneLineErrorParser, add_network_args
     from iterators import add_data_args
     parser = OneLineErrorParser(
         prog=prog,

@@ -102,12 +102,18 @@ class TqdmLoggingHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging():
+def setup_logging(rank=0, num_workers=1):
+    """Log lines above the progress bar; in a distributed run each starts with the worker's
+    kvstore rank, so interleaved output from several workers stays readable."""
+    fmt = '%(asctime)s %(message)s'
+    if num_workers > 1:
+        fmt = '%%(asctime)s [rank %d/%d] %%(message)s' % (rank, num_workers)
     root = logging.getLogger()
-    if not any(isinstance(h, TqdmLoggingHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, TqdmLoggingHandler)), None)
+    if handler is None:
         handler = TqdmLoggingHandler()
-        handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
         root.addHandler(handler)
+    handler.setFormatter(logging.Formatter(fmt))
     root.setLevel(logging.INFO)
 
 

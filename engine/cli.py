@@ -1,8 +1,17 @@
 """What every command-line entry point shares: one-line errors and the network flags."""
+import argparse
 import os
 import sys
 
 from engine.errors import UsageError
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad flags raise ``UsageError``, so ``run_cli`` prints them as one line (exit 2)
+    instead of argparse's usage block."""
+
+    def error(self, message):
+        raise UsageError(message)
 
 
 def run_cli(main, argv=None):

@@ -150,6 +150,7 @@ def prepare(args):
 
     kv = create_kvstore(args.kv_store, contexts)
     rank, num_workers = worker_of(kv)
+    setup_logging(rank, num_workers)
     if demo:
         data_train, data_val, class_names = demo_records(progress=args.progress and rank == 0)
     else:
@@ -165,8 +166,8 @@ def prepare(args):
                                  step_epochs=step_epochs, factor=args.lr_factor,
                                  warmup_epochs=args.warmup_epochs)
     return SimpleNamespace(
-        args=args, contexts=contexts, kv=kv, rank=rank, symbol=symbol, image_shape=image_shape,
-        prefix=prefix, class_names=class_names, train_iter=train_iter,
+        args=args, contexts=contexts, kv=kv, rank=rank, num_workers=num_workers, symbol=symbol,
+        image_shape=image_shape, prefix=prefix, class_names=class_names, train_iter=train_iter,
         make_train_iter=make_train_iter, val_iter=val_iter, epoch_updates=epoch_updates,
         scheduler=scheduler, arg_params=arg_params, aux_params=aux_params, meta=meta,
         fixed_params=fixed)
@@ -190,8 +191,10 @@ def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
     kwargs = iterators.data_iter_kwargs(args)
     kwargs.update(num_parts=num_workers, part_index=rank)
     val = None
-    if data_val:
-        shared = ('mean_rgb', 'std_rgb', 'num_parts', 'part_index', 'num_threads')
+    if data_val and rank == 0:
+        # Only rank 0 records metrics, so it scores the whole validation set (forward only,
+        # no kvstore traffic: the other workers just wait at their next push).
+        shared = ('mean_rgb', 'std_rgb', 'num_threads')
         val = iterators.get_val_iter(data_val, args.batch_size, image_shape,
                                      **{k: v for k, v in kwargs.items() if k in shared})
 
@@ -408,8 +411,11 @@ def train(run):
     recorder = Recorder(run, start_epoch)
     speedometer = Speedometer(args.batch_size, args.disp_batches)
     metrics = TopKMetrics(args.top_k)
-    logging.info('training %s on %s, batch %d, %d updates per epoch; checkpoints: %s-*',
-                 args.network, ','.join(str(c) for c in run.contexts), args.batch_size,
+    batch = ('%d per worker x %d workers = %d' % (args.batch_size, run.num_workers,
+                                                   args.batch_size * run.num_workers)
+             if run.num_workers > 1 else str(args.batch_size))
+    logging.info('training %s on %s, batch %s, %d updates per epoch; checkpoints: %s-*',
+                 args.network, ','.join(str(c) for c in run.contexts), batch,
                  run.epoch_updates, run.prefix)
     result = SimpleNamespace(prefix=run.prefix, epoch=start_epoch, stopped_by=None,
                              module=module, rows=recorder.rows, meta=recorder.meta)

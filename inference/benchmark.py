@@ -12,7 +12,6 @@ from tqdm import tqdm
 
 import symbols
 from iterators import SyntheticIter
-from inference import fastpath
 from inference.model import inference_symbol
 from inference.predictor import Predictor
 

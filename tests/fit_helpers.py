@@ -38,20 +38,3 @@ def run_train(flags, **kwargs):
     return subprocess.run([sys.executable, os.path.join(REPO, 'train_imagenet.py')]
                           + [str(f) for f in flags], cwd=REPO, env=env, capture_output=True,
                           text=True, **kwargs)
-
-
-def gluoncv_model_zoo():
-    """``gluoncv.model_zoo``. gluoncv 0.10 refuses to import when torch>=2 is installed (as
-    it is for the PyTorch benchmark), though its MXNet models do not use torch: hide torch
-    while gluoncv imports."""
-    missing = object()
-    saved = sys.modules.get('torch', missing)
-    sys.modules['torch'] = None
-    try:
-        from gluoncv import model_zoo
-    finally:
-        if saved is missing:
-            del sys.modules['torch']
-        else:
-            sys.modules['torch'] = saved
-    return model_zoo

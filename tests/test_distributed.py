@@ -177,19 +177,44 @@ def worker_pids(tag):
     return pids
 
 
+def whole_set_top1(prefix, epoch, rec):
+    """Top-1 of checkpoint ``epoch`` on every record of ``rec`` (what rank 0 must report)."""
+    import iterators
+    data = iterators.get_val_iter(rec, BATCH, (3, 67, 67))
+    mod = mx.mod.Module.load(prefix, epoch, context=mx.cpu())
+    mod.bind(data.provide_data, data.provide_label, for_training=False)
+    right = total = 0
+    for batch in data:
+        mod.forward(batch, is_train=False)
+        real = BATCH - batch.pad
+        predicted = mod.get_outputs()[0].asnumpy()[:real].argmax(axis=1)
+        right += int((predicted == batch.label[0].asnumpy()[:real]).sum())
+        total += real
+    assert total == 2 * PER_CLASS
+    return right / total
+
+
 @pytest.mark.slow
 def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(photos_rec,
                                                                                tmp_path):
     prefix = str(tmp_path / 'ck' / 'alexnet')
-    # 1. one epoch on 2 workers: 32 images / (2 workers x batch 4) = 4 updates per epoch
+    # 1. one epoch on 2 workers: 32 images / (2 workers x batch 4) = 4 updates per epoch;
+    # every worker logs with its kvstore rank; rank 0 scores the whole validation set
     tag = uuid.uuid4().hex
     job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
-        photos_rec, prefix, '--num-epochs', '1'), tag)
+        photos_rec, prefix, '--num-epochs', '1', '--data-val', photos_rec), tag)
     out, err = job.communicate(timeout=200)
     assert job.returncode == 0, out + err
-    for slot in range(2):
-        assert any(line.startswith('[worker %d]' % slot) and '4 updates per epoch' in line
-                   for line in out.splitlines()), out
+    lines = out.splitlines()
+    for rank in range(2):
+        assert any('[rank %d/2] training alexnet' % rank in line
+                   and 'batch 4 per worker x 2 workers = 8, 4 updates per epoch' in line
+                   for line in lines), out
+    assert {line.split(']')[0] for line in lines if '] training alexnet' in line} == {
+        '[worker 0', '[worker 1'}
+    with open(prefix + '-metrics.csv') as handle:
+        row = dict(zip(*[line.split(',') for line in handle.read().splitlines()]))
+    assert float(row['val_top1']) == pytest.approx(whole_set_top1(prefix, 1, photos_rec), abs=1e-4)
     assert not tagged_processes(tag)
     sym, first, _ = mx.model.load_checkpoint(prefix, 1)
     assert 'fc3_weight' in first and sym.list_outputs() == ['softmax_output']

@@ -7,7 +7,6 @@ import export
 import iterators
 from inference import model, onnx_export
 from inference.predictor import Predictor
-from tests.inference_checkpoint import ckpt  # noqa: F401 (fixture)
 
 onnx = pytest.importorskip('onnx', reason='ONNX export needs pip install -e ".[export]"')
 pytest.importorskip('onnxruntime', reason='ONNX check needs pip install -e ".[export]"')

@@ -9,7 +9,8 @@ from engine import checkpoint as ckpt
 from engine.errors import UsageError
 from engine.finetune import load_params_file
 from engine.fit import fit
-from tests.fit_helpers import QUICK, gluoncv_model_zoo, parse, tiny_photo_records
+from tests.conftest import gluoncv_model_zoo
+from tests.fit_helpers import QUICK, parse, tiny_photo_records
 
 CONVS = ['conv%d_%s' % (i, w) for i in range(1, 6) for w in ('weight', 'bias')]
 HIDDEN = ['fc%d_%s' % (i, w) for i in (1, 2) for w in ('weight', 'bias')]

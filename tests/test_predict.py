@@ -11,7 +11,6 @@ import pytest
 import predict
 from inference import model, scoring
 from tests.conftest import REPO
-from tests.inference_checkpoint import ckpt  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 

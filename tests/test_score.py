@@ -15,7 +15,7 @@ import iterators
 import score
 from inference.model import inference_symbol
 from tests.conftest import REPO
-from tests.inference_checkpoint import IMAGE_SHAPE, ckpt  # noqa: F401 (fixture)
+from tests.inference_checkpoint import IMAGE_SHAPE
 
 pytestmark = pytest.mark.slow
 

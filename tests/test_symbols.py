@@ -5,6 +5,7 @@ import pytest
 
 import symbols
 from symbols import alexnet
+from tests.conftest import gluoncv_model_zoo
 from tools.summary import network_summary, summarize, totals
 
 # Per conv/fc layer: weights at 227x227 in the paper's table (two-tower layout) and
@@ -45,7 +46,7 @@ def test_feature_maps_at_227(network):
 
 
 def test_gluon_layout_matches_gluoncv_shapes():
-    from gluoncv import model_zoo
+    model_zoo = gluoncv_model_zoo()
     net = model_zoo.get_model('alexnet')
     net.initialize()
     net(mx.nd.zeros((1, 3, 224, 224)))
@@ -91,7 +92,7 @@ def test_dropout_zero_removes_dropout_layers():
 
 
 def test_gluoncv_weights_give_the_same_outputs():
-    from gluoncv import model_zoo
+    model_zoo = gluoncv_model_zoo()
     net = model_zoo.get_model('alexnet', classes=7)
     net.initialize(mx.init.Xavier())
     x = mx.nd.random.uniform(-1, 1, shape=(3, 3, 224, 224))
@@ -105,7 +106,7 @@ def test_gluoncv_weights_give_the_same_outputs():
 
 
 def test_gluoncv_params_file_with_structural_names(tmp_path):
-    from gluoncv import model_zoo
+    model_zoo = gluoncv_model_zoo()
     net = model_zoo.get_model('alexnet')
     net.initialize()
     net(mx.nd.zeros((1, 3, 224, 224)))

@@ -11,7 +11,6 @@ files last: an interrupted run leaves no ``.rec``/``.idx`` pair behind.
 
     python -m tools.im2rec ~/photos data/photos --val-ratio 0.1
 """
-import argparse
 import os
 import signal
 import time
@@ -25,7 +24,7 @@ import numpy as np
 from mxnet.recordio import MXIndexedRecordIO
 from tqdm import tqdm
 
-from engine.cli import run_cli
+from engine.cli import OneLineErrorParser, run_cli
 from engine.errors import UsageError
 from tools import cifar
 from tools.image_encoding import EncodeSettings, make_record
@@ -244,7 +243,7 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog='python -m tools.im2rec',
         description='Convert images to MXNet RecordIO (.lst/.rec/.idx per split), with a label '
                     'map PREFIX_labels.txt and a report of skipped bad files PREFIX_skipped.txt.')

@@ -3,14 +3,13 @@
 Neurons are counted as in the AlexNet paper: the outputs of the convolutional
 and fully-connected layers (659,272 at 227x227 for the MXNet layout).
 """
-import argparse
 import collections
 import json
 
 import numpy as np
 
 import symbols
-from engine.cli import add_network_args, run_cli
+from engine.cli import OneLineErrorParser, add_network_args, run_cli
 
 LayerRow = collections.namedtuple('LayerRow', 'name op output_shape weights biases neurons')
 _NEURON_OPS = ('Convolution', 'FullyConnected')
@@ -69,7 +68,7 @@ def network_summary(network='alexnet', num_classes=1000, image_shape=None, dtype
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description='Print the per-layer output shapes, parameter and neuron counts of a network.')
     add_network_args(parser)
     args = parser.parse_args(argv)
