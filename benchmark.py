@@ -5,6 +5,7 @@ same network in PyTorch; ``--sweep`` prints a table over batch sizes, devices an
     python benchmark.py --sweep --torch        # the README's table
 """
 import os
+import sys
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
@@ -133,5 +134,10 @@ def main(argv=None):
     return results
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    sys.exit(cli())

@@ -71,5 +71,10 @@ def main(argv=None):
     return path, (images, diff, agree)
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    sys.exit(cli())

@@ -89,5 +89,10 @@ def main(argv=None):
     return run_job(procs, timeout=args.timeout, grace=args.grace)
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    sys.exit(cli())

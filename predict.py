@@ -81,5 +81,10 @@ def main(argv=None):
     return predictions, skipped
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    sys.exit(cli())

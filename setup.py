@@ -42,6 +42,16 @@ setup(
         'Pillow',
         'tqdm',
     ],
+    entry_points={'console_scripts': [
+        'alexnet-train=train_imagenet:cli',
+        'alexnet-score=score:cli',
+        'alexnet-predict=predict:cli',
+        'alexnet-export=export:cli',
+        'alexnet-benchmark=benchmark:cli',
+        'alexnet-launch=launch:cli',
+        'alexnet-im2rec=tools.im2rec:cli',
+        'alexnet-summary=tools.summary:cli',
+    ]},
     extras_require={
         # ONNX export (export.py); versions that run with numpy<1.24. mx.onnx's use of the
         # onnx.mapping module that onnx 1.16 dropped is bridged in inference/onnx_export.py.

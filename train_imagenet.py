@@ -31,5 +31,10 @@ def main(argv=None):
     return 0
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -77,14 +77,15 @@ def _subset(source, dest, limit):
     return dest
 
 
-def _convert(source, prefix, resize, val_ratio=0.0):
+def _convert(source, prefix, resize, val_ratio=0.0, synsets=None):
     """The converter's records, reused when an earlier run made them."""
     from tools.im2rec import convert
     split = ('train', 'val') if val_ratio else ('all',)
     names = {s: '%s_%s.rec' % (prefix, s) if val_ratio else prefix + '.rec' for s in split}
     if all(os.path.exists(p[:-4] + '.idx') for p in names.values()):
         return names
-    return convert(source, prefix, val_ratio=val_ratio, resize=resize, overwrite=True).records
+    return convert(source, prefix, val_ratio=val_ratio, resize=resize, synsets=synsets,
+                   overwrite=True).records
 
 
 def _train(flags):
@@ -117,7 +118,8 @@ def main(argv=None):
     data = os.path.join(work, 'data-%s-%d' % (tag, args.resize))
     inet = _convert(_subset(os.path.join(args.datasets, 'imagenette2-224', 'train'),
                             os.path.join(data, 'src-imagenette'), limit),
-                    os.path.join(data, 'imagenette'), args.resize, val_ratio=0.1)
+                    os.path.join(data, 'imagenette'), args.resize, val_ratio=0.1,
+                    synsets=os.path.join(args.datasets, 'imagenette2-224', 'synsets.txt'))
     hym = {split: _convert(_subset(os.path.join(args.datasets, 'hymenoptera', split),
                                    os.path.join(data, 'src-hym-' + split), limit),
                            os.path.join(data, 'hymenoptera_' + split), args.resize)['all']

@@ -15,13 +15,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def run_cli(main, argv=None):
-    """Call ``main(argv)``; a ``UsageError`` becomes one line on stderr and exit status 2."""
+    """Call ``main(argv)`` and return the process exit status: ``main``'s own when it
+    returns an int, else 0. A ``UsageError`` becomes one line on stderr and exit status 2."""
     try:
-        return main(argv)
+        result = main(argv)
     except UsageError as err:
         prog = os.path.basename(sys.argv[0]) or 'alexnet'
         print('%s: error: %s' % (prog, err), file=sys.stderr)
         sys.exit(2)
+    return result if isinstance(result, int) else 0
 
 
 def add_network_args(parser):

@@ -13,6 +13,7 @@ files last: an interrupted run leaves no ``.rec``/``.idx`` pair behind.
 """
 import os
 import signal
+import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -310,5 +311,10 @@ def main(argv=None):
     return result
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    sys.exit(cli())

@@ -5,6 +5,7 @@ and fully-connected layers (659,272 at 227x227 for the MXNet layout).
 """
 import collections
 import json
+import sys
 
 import numpy as np
 
@@ -75,5 +76,10 @@ def main(argv=None):
     print(format_summary(network_summary(args.network, args.num_classes, args.image_shape, args.dtype)))
 
 
+def cli():
+    """Console-script entry point (setup.py)."""
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    sys.exit(cli())
