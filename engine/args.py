@@ -90,6 +90,10 @@ def add_fit_args(parser):
                             'checkpoints/digits-alexnet for the demo)')
     group.add_argument('--load-epoch', type=int, default=None, metavar='N',
                        help='resume from P-NNNN.params/.states of --model-prefix')
+    group.add_argument('--keep-checkpoints', type=int, default=3, metavar='K',
+                       help='keep the .params/.states of the last K epochs only (AlexNet '
+                            'writes ~480 MB per epoch at 227x227); P-best.params is always '
+                            'kept; 0 keeps every epoch (default: %(default)s)')
     group.add_argument('--test-io', action='store_true',
                        help='only read the training data for one epoch and report its speed')
     group.add_argument('--benchmark', action='store_true',

@@ -25,6 +25,9 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, 'rb') as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -104,3 +107,18 @@ def mark_best(prefix, epoch):
     """Copy ``P-NNNN.params`` to ``P-best.params`` (same format, loads with ``mx.nd.load``)."""
     source = params_path(prefix, epoch)
     atomic_write(best_params_path(prefix), lambda tmp: shutil.copyfile(source, tmp))
+
+
+def prune_epochs(prefix, epoch, keep):
+    """Delete the ``.params``/``.states`` of epochs up to ``epoch - keep`` (``keep=0``: none).
+    Returns the epochs removed; ``P-best.params`` is a copy and stays."""
+    removed = []
+    if keep <= 0:
+        return removed
+    for old in range(1, epoch - keep + 1):
+        paths = [p for p in (params_path(prefix, old), states_path(prefix, old)) if os.path.exists(p)]
+        for path in paths:
+            os.remove(path)
+        if paths:
+            removed.append(old)
+    return removed

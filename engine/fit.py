@@ -56,8 +56,8 @@ def fit(args):
 def _check_numbers(args):
     if args.num_epochs < 1:
         raise UsageError('--num-epochs must be at least 1, got %d' % args.num_epochs)
-    if args.top_k < 0 or args.disp_batches < 0 or args.monitor < 0:
-        raise UsageError('--top-k, --disp-batches and --monitor must be >= 0')
+    if min(args.top_k, args.disp_batches, args.monitor, args.keep_checkpoints) < 0:
+        raise UsageError('--top-k, --disp-batches, --monitor and --keep-checkpoints must be >= 0')
     if not 0 <= args.dropout < 1:
         raise UsageError('--dropout must be in [0, 1), got %g' % args.dropout)
     if args.wd < 0:
@@ -340,6 +340,8 @@ class Recorder(object):
         self.meta['epoch'] = epoch
         if self._update_best() and self.meta['best_epoch'] == epoch:
             ckpt.mark_best(run.prefix, epoch)
+        for old in ckpt.prune_epochs(run.prefix, epoch, run.args.keep_checkpoints):
+            self.meta['checkpoints'].pop(str(old), None)
         ckpt.write_sidecar(run.prefix, self.meta)
         plot_curves(curves_path(run.prefix), self.rows, run.args.top_k)
 
