@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from iterators.tencrop import crop_offsets
+from iterators.tencrop import crop_offsets, resize_shorter_side
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 # tools.im2rec stores records with this shorter side by default.
@@ -24,18 +24,6 @@ def list_images(paths):
         else:
             found.append(path)
     return found
-
-
-def resize_shorter_side(image, resize, crop_hw):
-    """Shorter side to ``resize`` (0/None: unchanged), never below the crop size."""
-    height, width = image.shape[:2]
-    crop_h, crop_w = crop_hw
-    scale = resize / min(height, width) if resize else 1.0
-    scale = max(scale, crop_h / height, crop_w / width)
-    if scale == 1.0:
-        return image
-    size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def load_center_crop(path, image_shape, mean_rgb, std_rgb=None, resize=DEFAULT_RESIZE):

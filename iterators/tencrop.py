@@ -21,6 +21,18 @@ def crop_offsets(height, width, crop_h, crop_w):
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
 
 
+def resize_shorter_side(image, resize, crop_hw):
+    """Shorter side to ``resize`` (0/None: unchanged), never below the crop size."""
+    height, width = image.shape[:2]
+    crop_h, crop_w = crop_hw
+    scale = resize / min(height, width) if resize else 1.0
+    scale = max(scale, crop_h / height, crop_w / width)
+    if scale == 1.0:
+        return image
+    size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
 class TenCropIter(mx.io.DataIter):
     """Batches of ``batch_size`` images x 10 crops from a ``.rec``, in file order.
 
@@ -98,7 +110,7 @@ class TenCropIter(mx.io.DataIter):
         image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise UsageError('record %s in the .rec file is not a decodable image' % key)
-        image = self._resized(image[:, :, ::-1])
+        image = resize_shorter_side(image[:, :, ::-1], self._resize, self.image_shape[1:])
         chw = ((image.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
         _, crop_h, crop_w = self.image_shape
         offsets = crop_offsets(image.shape[0], image.shape[1], crop_h, crop_w)
@@ -106,15 +118,3 @@ class TenCropIter(mx.io.DataIter):
             out[k] = chw[:, top:top + crop_h, left:left + crop_w]
             out[k + len(offsets)] = out[k][:, :, ::-1]
         return float(header.label if np.isscalar(header.label) else header.label[0])
-
-    def _resized(self, image):
-        height, width = image.shape[:2]
-        _, crop_h, crop_w = self.image_shape
-        if self._resize:
-            scale = self._resize / min(height, width)
-        else:
-            scale = max(crop_h / height, crop_w / width, 1.0)
-        if scale == 1.0:
-            return image
-        size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
