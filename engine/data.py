@@ -14,23 +14,29 @@ def labels_file_for(path_rec):
     return None
 
 
-def read_class_names(path_rec):
-    """Class names by label index from the labels file (``index<TAB>folder<TAB>name``)."""
-    path = labels_file_for(path_rec)
-    if path is None:
-        return None
+def read_labels_file(path):
+    """Class names by label index: the converter's ``index<TAB>folder<TAB>name`` lines, or a
+    plain list with one name per line."""
+    with open(path, encoding='utf-8') as handle:
+        lines = [(number, line.rstrip('\n')) for number, line in enumerate(handle, 1)
+                 if line.strip()]
+    if not any('\t' in line for _, line in lines):
+        return [line for _, line in lines]
     names = {}
-    with open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.rstrip('\n').split('\t')
-            if not line.strip():
-                continue
-            if len(fields) < 2 or not fields[0].isdigit():
-                raise UsageError('%s line %d is not "index<TAB>folder<TAB>name"' % (path, number))
-            names[int(fields[0])] = fields[-1]
+    for number, line in lines:
+        fields = line.split('\t')
+        if len(fields) < 2 or not fields[0].isdigit():
+            raise UsageError('%s line %d is not "index<TAB>folder<TAB>name"' % (path, number))
+        names[int(fields[0])] = fields[-1]
     if sorted(names) != list(range(len(names))):
         raise UsageError('%s does not number its classes 0..%d' % (path, len(names) - 1))
     return [names[i] for i in range(len(names))]
+
+
+def read_class_names(path_rec):
+    """Class names from the labels file beside ``path_rec``, or None when there is none."""
+    path = labels_file_for(path_rec)
+    return read_labels_file(path) if path else None
 
 
 def demo_records(progress=True):

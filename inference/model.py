@@ -18,6 +18,7 @@ import mxnet as mx
 
 import symbols
 from engine import checkpoint
+from engine.data import read_labels_file
 from engine.errors import UsageError
 from engine.finetune import check_compatible, load_params_file
 from iterators import MEAN_RGB
@@ -100,9 +101,7 @@ def read_class_names(path):
     """Names from a plain list or from im2rec's ``index<TAB>folder<TAB>name`` labels file."""
     if not os.path.isfile(path):
         raise UsageError('class names file %s not found' % path)
-    with open(path, encoding='utf-8') as handle:
-        lines = [line.rstrip('\n') for line in handle if line.strip()]
-    return [line.split('\t')[-1] for line in lines]
+    return read_labels_file(path)
 
 
 def load_model(prefix, params_file, *, network=None, num_classes=None, image_shape=None, dtype=None,
