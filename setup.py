@@ -56,7 +56,7 @@ setup(
         # ONNX export (export.py); versions that run with numpy<1.24. mx.onnx's use of the
         # onnx.mapping module that onnx 1.16 dropped is bridged in inference/onnx_export.py.
         'export': EXPORT,
-        'test': ['pytest'] + EXPORT,
+        'test': ['pytest', 'pytest-timeout'] + EXPORT,
     },
     classifiers=[
         'Programming Language :: Python :: 3.8',

@@ -3,7 +3,10 @@ import os
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
+import ctypes  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -34,6 +37,37 @@ def gluoncv_model_zoo():
         else:
             sys.modules['torch'] = saved
     return model_zoo
+
+
+@pytest.fixture
+def small_disk():
+    """``make(kib)`` -> a folder on a fresh tmpfs of that size: a real full disk (ENOSPC).
+    Needs root (mount); skips otherwise. Unmounted after the test."""
+    mounts = []
+
+    def make(kib):
+        folder = tempfile.mkdtemp(prefix='small-disk-')
+        proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%dk' % kib, 'tmpfs', folder],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            os.rmdir(folder)
+            pytest.skip('cannot mount a tmpfs here (%s)' % proc.stderr.strip())
+        mounts.append(folder)
+        return folder
+    yield make
+    for folder in mounts:
+        subprocess.run(['umount', '-l', folder], capture_output=True)
+        os.rmdir(folder)
+
+
+def without_root_file_access():
+    """``preexec_fn`` for a subprocess in which file permissions hold even for root: it drops
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the capability bounding set before exec, so
+    a mode-000 file is unreadable (root otherwise reads it as if nothing were wrong)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):                        # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0):      # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), 'cannot drop capability %d' % cap)
 
 
 # The session-wide trained checkpoint the inference tests share (a fixture).
