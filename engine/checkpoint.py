@@ -5,8 +5,10 @@ A run with prefix ``P`` leaves ``P-symbol.json`` and ``P-NNNN.params`` (what
 ``P-meta.json``: the single source of what scoring, prediction and export need
 (network, image shape, mean/std, class names).
 """
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -15,6 +17,7 @@ import mxnet as mx
 from engine.errors import UsageError
 
 SIDECAR_SUFFIX = '-meta.json'
+_EPOCH_FILE = re.compile(r'-(\d{4,})\.params$')
 
 
 def atomic_write(path, write):
@@ -122,3 +125,30 @@ def prune_epochs(prefix, epoch, keep):
         if paths:
             removed.append(old)
     return removed
+
+
+def recorded_epochs(prefix):
+    """The epochs of the run at ``prefix`` that are complete checkpoints, ascending.
+
+    A checkpoint is recorded all-or-nothing: its entry in the sidecar's ``checkpoints`` is
+    written after its files, so an epoch is complete when the sidecar lists it and its
+    ``.params`` exists. A ``.params`` the sidecar does not list is not part of the run (a
+    save cut short, or an abandoned continuation after a resume from an earlier epoch).
+    Without a sidecar (a stock MXNet checkpoint) every ``P-NNNN.params`` counts.
+    """
+    meta = read_sidecar(prefix)
+    if 'checkpoints' in meta:
+        listed = (int(epoch) for epoch in meta['checkpoints'])
+        return sorted(e for e in listed if os.path.isfile(params_path(prefix, e)))
+    found = (_EPOCH_FILE.search(path) for path in glob.glob(glob.escape(prefix) + '-*.params'))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def latest_epoch(prefix):
+    """The run's newest complete checkpoint (the sidecar's ``epoch`` when it is recorded), or
+    None when there is none."""
+    epochs = recorded_epochs(prefix)
+    if not epochs:
+        return None
+    named = read_sidecar(prefix).get('epoch')
+    return named if named in epochs else epochs[-1]

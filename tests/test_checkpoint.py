@@ -41,3 +41,16 @@ def test_training_keeps_last_k_epochs_and_the_best(datasets_dir, tmp_path):
     mx.model.load_checkpoint(prefix, 3)
     assert os.path.exists(ckpt.best_params_path(prefix))
     assert sorted(ckpt.read_sidecar(prefix)['checkpoints']) == ['3']
+
+
+def test_recorded_epochs_follow_the_sidecar_not_the_files(tmp_path):
+    prefix = str(tmp_path / 'p')
+    for epoch in (1, 2, 3, 5):
+        open(ckpt.params_path(prefix, epoch), 'w').close()
+    assert ckpt.recorded_epochs(prefix) == [1, 2, 3, 5]          # no sidecar: stock checkpoint
+    assert ckpt.latest_epoch(prefix) == 5
+    # Resumed from 2, then epoch 3 saved again: 5 belongs to the abandoned continuation.
+    ckpt.write_sidecar(prefix, {'epoch': 3, 'checkpoints': {'1': {}, '2': {}, '3': {}, '4': {}}})
+    assert ckpt.recorded_epochs(prefix) == [1, 2, 3]               # 4: listed, file gone
+    assert ckpt.latest_epoch(prefix) == 3
+    assert ckpt.latest_epoch(str(tmp_path / 'none')) is None
