@@ -9,7 +9,6 @@ ps-lite itself never notices a dead peer, so without this watchdog the survivors
 (MXNet's bundled ``tools/launch.py`` crashes on Python >= 3.9 and orphans workers.)
 """
 import collections
-import ctypes
 import ipaddress
 import os
 import re
@@ -213,12 +212,56 @@ def describe_exit(returncode):
     return 'exited with code %d' % returncode
 
 
-def _die_with_parent():
-    """Linux: the child gets SIGKILL if the launcher itself is killed, so nothing is orphaned."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# The job's last line of defence: a watchdog process, in a session of its own, holding the
+# read end of a pipe that only the launcher can write to. The launcher sends it the process group
+# of every role it starts; end-of-file means the launcher is gone, however it went (even SIGKILL),
+# and the watchdog then stops those groups: SIGTERM (a trainer saves a checkpoint), SIGKILL after
+# the grace period. Groups, not just the launcher's children: a worker command behind a wrapper
+# that forks (`timeout`, `sh -c`) is a grandchild, which a die-with-parent signal never reaches.
+WATCHDOG_CODE = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+groups = [int(line) for line in sys.stdin]   # until the launcher is gone
+
+def signal_groups(signum):   # send signum to every group; those that still exist
+    alive = []
+    for group in groups:
+        try:
+            os.killpg(group, signum)
+            alive.append(group)
+        except OSError:
+            pass
+    return alive
+
+alive = signal_groups(signal.SIGTERM)
+end = time.monotonic() + float(sys.argv[1])
+while alive and time.monotonic() < end:
+    time.sleep(0.1)
+    alive = signal_groups(0)
+signal_groups(signal.SIGKILL)
+"""
+
+
+class _Watchdog:
+    """Starts the watchdog process and tells it each process group to guard."""
+
+    def __init__(self, grace):
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, '-c', WATCHDOG_CODE, str(grace)], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            raise UsageError('cannot start the job watchdog: %s' % err.strerror) from None
+
+    def guard(self, pgid):
+        self.popen.stdin.write(b'%d\n' % pgid)
+        self.popen.stdin.flush()
+
+    def close(self):
+        """The job is over: end-of-file, and the watchdog finds nothing left to stop."""
+        self.popen.stdin.close()
+        self.popen.wait()
 
 
 class _Child:
@@ -261,17 +304,19 @@ class Job:
         self.log = log or (lambda message: print('launch: ' + message, file=sys.stderr, flush=True))
         self.children = []
         self.selector = selectors.DefaultSelector()
+        self.watchdog = None
 
     def start(self):
+        self.watchdog = _Watchdog(self.grace)
         for proc in self.procs:
             try:
                 popen = subprocess.Popen(proc.argv, env=proc.env, cwd=proc.cwd,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as err:
                 raise UsageError('cannot start %s %d: %s: %s'
                                  % (proc.role, proc.index, proc.argv[0], err.strerror)) from None
+            self.watchdog.guard(popen.pid)   # a new session: its group id is its pid
             child = _Child(proc, popen)
             os.set_blocking(popen.stdout.fileno(), False)
             self.selector.register(popen.stdout, selectors.EVENT_READ, child)
@@ -373,6 +418,8 @@ class Job:
         for child in self.children:
             self._close(child)
         self.selector.close()
+        if self.watchdog:
+            self.watchdog.close()
 
     def _signal_all(self, signum):
         for child in self.children:

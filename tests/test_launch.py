@@ -259,3 +259,27 @@ def test_stopping_the_launcher_stops_the_job(tmp_path, signum):
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in children)
+
+
+@pytest.mark.parametrize('wrapper', [['timeout', '600'], ['bash', '-c', '"$0" "$@"'],
+                                     ['sh', '-c', '"$0" "$@"; echo done']])
+def test_killing_the_launcher_stops_workers_behind_a_wrapper(tmp_path, wrapper):
+    """SIGKILL to the launcher: a trainer started through a wrapper that forks (its grandchild)
+    must not be left running, hung in ps-lite forever."""
+    sleeper = 'import os, time; open("pid%d" % os.getpid(), "w").close(); time.sleep(600)\n'
+    (tmp_path / 'mxnet.py').write_text(sleeper)
+    launcher = subprocess.Popen(
+        [PY, os.path.join(REPO, 'launch.py'), '-n', '2', '-s', '1',
+         '--env-server', 'PYTHONPATH:%s' % tmp_path] + wrapper + [PY, '-c', sleeper],
+        cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob('pid*'))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job = [int(p.name[3:]) for p in tmp_path.glob('pid*')]
+    assert len(job) == 4
+    launcher.kill()
+    launcher.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in job) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in job if alive(pid)]
