@@ -1,0 +1,191 @@
+"""Inference reads the weights the run recorded, never guesses the preprocessing, and turns
+every bad input into one line: checked on the real trained checkpoint of
+tests/inference_checkpoint.py, real .rec files, real processes, real full disks."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import export
+import predict
+import score
+from engine import checkpoint
+from engine.cli import run_cli
+from inference import model
+from iterators import MEAN_RGB
+from tests.conftest import REPO, without_root_file_access
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(capfd, main, *args):
+    """``main`` run as its command runs it (through ``run_cli``), in this process:
+    ``(exit status, stdout, stderr)``; stderr is captured at the file descriptor, so MXNet's
+    own C++ messages count too."""
+    capfd.readouterr()
+    try:
+        status = run_cli(main, [str(a) for a in args])
+    except SystemExit as stop:
+        status = stop.code
+    out, err = capfd.readouterr()
+    return status, out, err
+
+
+def _assert_one_line_error(status, err, *words):
+    assert status == 2, err
+    assert err.count('\n') == 1 and ': error: ' in err and 'Traceback' not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def _run(script, *args, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, script] + [str(a) for a in args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _copy_checkpoint(ckpt, folder, sidecar=True):
+    """The fixture's checkpoint files under ``folder`` (without its sidecar if asked)."""
+    os.makedirs(folder, exist_ok=True)
+    prefix = os.path.join(str(folder), 'alexnet')
+    names = [checkpoint.symbol_path, lambda p: checkpoint.params_path(p, ckpt.epoch)]
+    if sidecar:
+        names.append(checkpoint.sidecar_path)
+    for name in names:
+        shutil.copyfile(name(ckpt.prefix), name(prefix))
+    return prefix
+
+
+def _score_args(ckpt, out_dir, *extra):
+    return ['--data-val', ckpt.val_rec, '--out-dir', str(out_dir), '--no-progress'] + list(extra)
+
+
+# --- 1. the epoch the run recorded, not the newest file --------------------------------------
+
+@pytest.fixture(scope='module')
+def resumed(ckpt, tmp_path_factory):
+    """A run trained to epoch 3, then resumed from epoch 1 and saved at epoch 2: the sidecar
+    records epochs 1 and 2 (2 is the latest), while epoch 3's files of the abandoned
+    continuation are still on disk. Epoch 2 holds the trained weights; epochs 1 and 3 push
+    every image to class 1 and class 0."""
+    prefix = str(tmp_path_factory.mktemp('resumed') / 'alexnet')
+    sym, arg_params, aux_params = checkpoint.load_checkpoint(ckpt.prefix, ckpt.epoch)
+    for epoch, favoured in ((1, 1), (2, None), (3, 0)):
+        params = dict(arg_params)
+        if favoured is not None:
+            bias = arg_params['fc3_bias'].asnumpy().copy()
+            bias[favoured] += 100.0
+            params['fc3_bias'] = mx.nd.array(bias)
+        checkpoint.save_checkpoint(prefix, epoch, sym, params, aux_params)
+    meta = checkpoint.read_sidecar(ckpt.prefix)
+    meta.update(epoch=2, checkpoints={str(e): dict(num_update=10 * e, batches=10, partial=False,
+                                                   state_copies=1) for e in (1, 2)})
+    checkpoint.write_sidecar(prefix, meta)
+    return prefix
+
+
+def test_score_predict_export_read_the_latest_recorded_epoch(ckpt, resumed, tmp_path, capsys):
+    trained = score.main(['--model-prefix', ckpt.prefix] + _score_args(ckpt, tmp_path))
+    result = score.main(['--model-prefix', resumed] + _score_args(ckpt, tmp_path))
+    assert result.checkpoint == resumed + '-0002'
+    np.testing.assert_array_equal(result.top_classes, trained.top_classes)
+    photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
+    capsys.readouterr()
+    predict.main(['--model-prefix', resumed, photo_dir, '--json', '--no-progress'])
+    assert json.loads(capsys.readouterr().out)['checkpoint'] == resumed + '-0002'
+    path, _ = export.main(['--model-prefix', resumed])
+    assert path == resumed + '-0002.onnx' and os.path.isfile(path)
+    # A stock MXNet checkpoint (no sidecar): every P-NNNN.params counts.
+    stock = str(tmp_path / 'stock' / 'alexnet')
+    os.makedirs(os.path.dirname(stock))
+    for epoch in (1, 3):
+        shutil.copyfile(checkpoint.params_path(resumed, epoch), checkpoint.params_path(stock, epoch))
+    assert model.resolve_checkpoint(stock) == (stock, stock + '-0003.params')
+
+
+def test_an_epoch_on_disk_that_the_run_does_not_record_is_refused(ckpt, resumed, tmp_path,
+                                                                   capfd):
+    for flags in (['--model-prefix', resumed, '--epoch', '3'],
+                  ['--params', resumed + '-0003.params']):
+        status, _, err = _cli(capfd, score.main, *flags, *_score_args(ckpt, tmp_path))
+        _assert_one_line_error(status, err, 'epoch 3', 'not part of the run',
+                               'recorded epochs: 1, 2')
+    status, _, err = _cli(capfd, export.main, '--model-prefix', resumed, '--epoch', '3')
+    _assert_one_line_error(status, err, 'not part of the run')
+    earlier = score.main(['--model-prefix', resumed, '--epoch', '1'] + _score_args(ckpt, tmp_path))
+    assert earlier.checkpoint == resumed + '-0001' and set(earlier.top_classes[:, 0]) == {1}
+
+
+# --- 3. no sidecar: the normalisation is not guessed ---------------------------------------
+
+def test_without_sidecar_image_shape_and_mean_must_be_given(ckpt, tmp_path, capfd):
+    stock = _copy_checkpoint(ckpt, tmp_path / 'stock', sidecar=False)
+    mean = ','.join(map(str, MEAN_RGB))
+    for flags in ([], ['--image-shape', '3,67,67'], ['--network', 'alexnet'], ['--rgb-mean', mean]):
+        status, _, err = _cli(capfd, score.main, '--model-prefix', stock,
+                              *_score_args(ckpt, tmp_path), *flags)
+        _assert_one_line_error(status, err, 'no sidecar', '--image-shape', '--rgb-mean',
+                               '--rgb-std')
+    status, _, err = _cli(capfd, export.main, '--model-prefix', stock, '--image-shape', '3,67,67')
+    _assert_one_line_error(status, err, 'no sidecar')
+    given = score.main(['--model-prefix', stock, '--image-shape', '3,67,67', '--rgb-mean', mean]
+                       + _score_args(ckpt, tmp_path))
+    recorded = score.main(['--model-prefix', ckpt.prefix] + _score_args(ckpt, tmp_path))
+    np.testing.assert_allclose(given.top_probs, recorded.top_probs, atol=1e-6)
+
+
+# --- 4. broken records and checkpoint files ------------------------------------------------
+
+def test_broken_checkpoint_files_are_one_line_errors(ckpt, tmp_path, capfd):
+    def broken(name, corrupt):
+        prefix = _copy_checkpoint(ckpt, tmp_path / name)
+        corrupt(prefix)
+        return prefix
+
+    params = lambda p: checkpoint.params_path(p, ckpt.epoch)  # noqa: E731
+
+    def truncate(path, size):
+        with open(path, 'r+b') as handle:
+            handle.truncate(size)
+
+    def write(path, data):
+        with open(path, 'wb') as handle:
+            handle.write(data)
+
+    cases = [
+        (broken('truncated-params', lambda p: truncate(params(p), 100000)), ['not an MXNet .params']),
+        (broken('text-params', lambda p: write(params(p), b'weights\n')), ['not an MXNet .params']),
+        (broken('text-symbol', lambda p: write(checkpoint.symbol_path(p), b'garbage\n')),
+         ['-symbol.json', 'not an MXNet graph']),
+        (broken('truncated-symbol', lambda p: truncate(checkpoint.symbol_path(p), 500)),
+         ['-symbol.json', 'not an MXNet graph']),
+        (broken('empty-object-symbol', lambda p: write(checkpoint.symbol_path(p), b'{}')),
+         ['-symbol.json', 'not an MXNet graph']),
+        (broken('list-sidecar', lambda p: write(checkpoint.sidecar_path(p), b'[1, 2]\n')),
+         ['-meta.json', 'not a JSON object']),
+    ]
+    for prefix, words in cases:
+        status, _, err = _cli(capfd, score.main, '--model-prefix', prefix,
+                              *_score_args(ckpt, tmp_path))
+        _assert_one_line_error(status, err, *words)
+
+
+def test_bad_class_names_files_are_one_line_errors(ckpt, tmp_path, capfd):
+    latin1 = tmp_path / 'latin1.txt'
+    latin1.write_bytes(''.join('classé %d\n' % i for i in range(10)).encode('latin-1'))
+    numbered = tmp_path / 'numbered.txt'
+    numbered.write_text('0\tn01\ttench\n5\tn02\thorn\n')
+    binary = tmp_path / 'binary.txt'
+    shutil.copyfile(checkpoint.params_path(ckpt.prefix, ckpt.epoch), binary)
+    for path, words in ((latin1, ['latin1.txt', 'UTF-8']), (binary, ['binary.txt', 'UTF-8']),
+                        (numbered, ['does not number its classes']),
+                        (tmp_path, [str(tmp_path), 'is a folder'])):
+        status, _, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix, '--class-names',
+                              path, *_score_args(ckpt, tmp_path))
+        _assert_one_line_error(status, err, *words)
