@@ -122,6 +122,50 @@ def test_an_epoch_on_disk_that_the_run_does_not_record_is_refused(ckpt, resumed,
     assert earlier.checkpoint == resumed + '-0001' and set(earlier.top_classes[:, 0]) == {1}
 
 
+# --- 2. score's output folder: checked before scoring, the accuracy kept when a write fails ---
+
+def test_unwritable_out_dir_fails_before_scoring(ckpt, tmp_path):
+    afile = tmp_path / 'afile'
+    afile.write_text('not a folder')
+    readonly = tmp_path / 'readonly'
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    beside = _copy_checkpoint(ckpt, tmp_path / 'readonly-ckpt')
+    os.chmod(os.path.dirname(beside), 0o555)
+    # The progress bar is on: scoring before failing would leave its lines on stderr.
+    for flags, words in ((['--model-prefix', ckpt.prefix, '--out-dir', afile], ['is a file']),
+                         (['--model-prefix', ckpt.prefix, '--out-dir', readonly],
+                          ['cannot write', str(readonly), 'Permission denied']),
+                         (['--model-prefix', beside], ['cannot write', '--out-dir'])):
+        result = _run('score.py', '--data-val', ckpt.val_rec, *flags,
+                      preexec_fn=without_root_file_access)
+        _assert_one_line_error(result.returncode, result.stderr, *words)
+        assert result.stdout == ''
+    assert os.listdir(readonly) == []
+
+
+def _fill(folder, leave):
+    """Fill the file system of ``folder`` up, then free ``leave`` bytes."""
+    path = os.path.join(folder, 'filler')
+    with open(path, 'wb', buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b'\0' * 4096)
+        except OSError:
+            pass
+    os.truncate(path, max(os.path.getsize(path) - leave, 0))
+
+
+def test_full_disk_prints_the_accuracy_then_one_line(ckpt, small_disk):
+    folder = small_disk(256)
+    _fill(folder, leave=12 * 1024)    # room for the two CSV files, not for the PNG
+    result = _run('score.py', '--model-prefix', ckpt.prefix,
+                  *_score_args(ckpt, folder, '--batch-size', '16'))
+    assert 'top-1 accuracy: ' in result.stdout and 'wrote' not in result.stdout, result.stdout
+    _assert_one_line_error(result.returncode, result.stderr, 'the disk is full')
+    assert not [name for name in os.listdir(folder) if name.endswith('.tmp')]
+
+
 # --- 3. no sidecar: the normalisation is not guessed ---------------------------------------
 
 def test_without_sidecar_image_shape_and_mean_must_be_given(ckpt, tmp_path, capfd):
