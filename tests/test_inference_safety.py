@@ -186,6 +186,48 @@ def test_without_sidecar_image_shape_and_mean_must_be_given(ckpt, tmp_path, capf
 
 # --- 4. broken records and checkpoint files ------------------------------------------------
 
+@pytest.fixture(scope='module')
+def bad_recs(ckpt, tmp_path_factory):
+    """``{kind: .rec}``: a good photo, then at record 1 a broken one, then a good one."""
+    folder = tmp_path_factory.mktemp('bad-records')
+    photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
+    with open(os.path.join(photo_dir, sorted(os.listdir(photo_dir))[0]), 'rb') as handle:
+        good = handle.read()
+    corrupt = bytearray(good)
+    corrupt[2:40] = bytes(38)
+    pack = lambda key, payload: mx.recordio.pack(mx.recordio.IRHeader(0, 0, key, 0), payload)  # noqa: E731
+    broken = {'text': pack(1, b'this is a note, not an image'), 'corrupt': pack(1, bytes(corrupt)),
+              'truncated': pack(1, good[:len(good) // 2]), 'headerless': b'abc'}
+    recs = {}
+    for kind, record in broken.items():
+        prefix = str(folder / kind)
+        writer = mx.recordio.MXIndexedRecordIO(prefix + '.idx', prefix + '.rec', 'w')
+        for key, raw in enumerate((pack(0, good), record, pack(2, good))):
+            writer.write_idx(key, raw)
+        writer.close()
+        recs[kind] = prefix + '.rec'
+    return recs
+
+
+@pytest.mark.parametrize('kind', ['text', 'corrupt', 'truncated', 'headerless'])
+def test_ten_crop_names_the_file_and_record_that_is_not_an_image(ckpt, bad_recs, tmp_path,
+                                                                  capfd, kind):
+    status, out, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix, '--data-val',
+                            bad_recs[kind], '--out-dir', tmp_path, '--no-progress', '--ten-crop',
+                            '--batch-size', '2')
+    _assert_one_line_error(status, err, bad_recs[kind], 'record 1 ')
+    assert out == ''
+
+
+@pytest.mark.parametrize('kind', ['text', 'corrupt', 'headerless'])
+def test_center_crop_names_the_file_and_record_that_is_not_an_image(ckpt, bad_recs, tmp_path,
+                                                                     capfd, kind):
+    status, _, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix, '--data-val',
+                          bad_recs[kind], '--out-dir', tmp_path, '--no-progress',
+                          '--batch-size', '2')
+    _assert_one_line_error(status, err, bad_recs[kind], 'record 1 ')
+
+
 def test_broken_checkpoint_files_are_one_line_errors(ckpt, tmp_path, capfd):
     def broken(name, corrupt):
         prefix = _copy_checkpoint(ckpt, tmp_path / name)
