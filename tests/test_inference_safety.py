@@ -275,3 +275,115 @@ def test_bad_class_names_files_are_one_line_errors(ckpt, tmp_path, capfd):
         status, _, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix, '--class-names',
                               path, *_score_args(ckpt, tmp_path))
         _assert_one_line_error(status, err, *words)
+
+
+# --- 5. every flag, as a new user would get it wrong ------------------------------------------
+
+SCORE_CASES = [
+    (['--batch-size', '0'], ['--batch-size', 'positive integer']),
+    (['--batch-size', '-3'], ['--batch-size', 'positive integer']),
+    (['--epoch', '-1'], ['--epoch', 'integer >= 0']),
+    (['--data-nthreads', '-2'], ['--data-nthreads', 'positive integer']),
+    (['--data-nthreads', '0'], ['--data-nthreads', 'positive integer']),
+    (['--cpus', '0'], ['--cpus', 'positive integer']),
+    (['--num-classes', '0'], ['--num-classes', 'positive integer']),
+    (['--num-calib-examples', '0', '--precision', 'int8'], ['--num-calib-examples']),
+    (['--precision', 'int8'], ['needs --data-train']),
+    (['--gpus', '0'], ['GPU 0', '0 GPU(s)']),
+    (['--image-shape', '1,67,67'], ['(96, 3, 11, 11)', '(96, 1, 11, 11)']),
+    (['--image-shape', '4,67,67', '--ten-crop'], ['(96, 3, 11, 11)', '(96, 4, 11, 11)']),
+    (['--dtype', 'float16'], ['float16', '--gpus']),
+]
+
+
+def test_score_bad_flags_are_one_line_errors(ckpt, tmp_path, capfd):
+    for flags, words in SCORE_CASES:
+        status, out, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix,
+                                *_score_args(ckpt, tmp_path), *flags)
+        _assert_one_line_error(status, err, *words)
+        assert out == '', flags
+    status, _, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix, '--data-val',
+                          ckpt.val_rec[:-4] + '.lst', '--out-dir', tmp_path)
+    _assert_one_line_error(status, err, 'val.lst')
+
+
+def test_batch_larger_than_the_record_count_scores_every_record_once(ckpt, tmp_path):
+    # 30 records: a batch of 10**6 images (13 GB of input at 3x67x67) is not needed.
+    result = score.main(['--model-prefix', ckpt.prefix, '--batch-size', '1000000']
+                        + _score_args(ckpt, tmp_path))
+    reference = score.main(['--model-prefix', ckpt.prefix] + _score_args(ckpt, tmp_path))
+    assert result.num_images == 30
+    np.testing.assert_array_equal(result.top_classes, reference.top_classes)
+
+
+def test_int8_scoring_keeps_stderr_clean(ckpt, tmp_path, capfd):
+    status, out, err = _cli(capfd, score.main, '--model-prefix', ckpt.prefix,
+                            *_score_args(ckpt, tmp_path), '--precision', 'int8', '--data-train',
+                            ckpt.train_rec, '--num-calib-examples', '32')
+    assert status == 0 and 'top-1 accuracy' in out
+    assert err == '', err
+
+
+def test_export_bad_flags_and_outputs_are_one_line_errors(ckpt, tmp_path, capfd):
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    cases = [
+        (['--num-verify', '0'], ['--num-verify', 'positive integer']),
+        (['--dtype', 'float16'], ['float16', 'float32']),
+        (['--output', tmp_path], [str(tmp_path), 'is a folder']),
+        (['--output', afile / 'm.onnx'], [str(afile), 'is a file']),
+        (['--image-shape', '4,67,67'], ['(96, 4, 11, 11)']),
+    ]
+    for flags, words in cases:
+        status, _, err = _cli(capfd, export.main, '--model-prefix', ckpt.prefix, *flags)
+        _assert_one_line_error(status, err, *words)
+    readonly = tmp_path / 'readonly'
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    result = _run('export.py', '--model-prefix', ckpt.prefix, '--output', readonly / 'm.onnx',
+                  preexec_fn=without_root_file_access)
+    _assert_one_line_error(result.returncode, result.stderr, 'cannot write', str(readonly))
+    assert os.listdir(readonly) == []
+
+
+def _interrupt_when_scoring(args):
+    """Start score.py with its progress bar, send Ctrl-C once it has scored images:
+    ``(exit status, stderr)``."""
+    proc = subprocess.Popen([sys.executable, 'score.py'] + [str(a) for a in args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen, deadline = b'', time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        seen += proc.stderr.read() or b''
+        bars = [part for part in seen.split(b'\r') if b'score:' in part and b'img' in part]
+        if bars and not bars[-1].split(b'score:')[1].lstrip().startswith(b'0%'):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'finished before it could be interrupted'
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    os.set_blocking(proc.stderr.fileno(), True)
+    seen += proc.stderr.read()
+    proc.stderr.close()
+    return proc.returncode, seen.decode()
+
+
+def test_ctrl_c_during_scoring_is_one_line(ckpt, tmp_path):
+    long_rec = str(tmp_path / 'long')
+    reader = mx.recordio.MXIndexedRecordIO(ckpt.val_rec[:-4] + '.idx', ckpt.val_rec, 'r')
+    writer = mx.recordio.MXIndexedRecordIO(long_rec + '.idx', long_rec + '.rec', 'w')
+    for key in range(3000):
+        writer.write_idx(key, reader.read_idx(reader.keys[key % len(reader.keys)]))
+    writer.close()
+    reader.close()
+    for extra in ([], ['--ten-crop']):
+        status, err = _interrupt_when_scoring(['--model-prefix', ckpt.prefix, '--data-val',
+                                               long_rec + '.rec', '--out-dir', tmp_path,
+                                               '--batch-size', '4'] + extra)
+        assert status == 130, err
+        assert err.rstrip('\n').split('\n')[-1].endswith('error: interrupted') and \
+            'Traceback' not in err, err
