@@ -17,6 +17,7 @@ from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E4
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import benchmark, fastpath  # noqa: E402
+from inference.args import non_negative_int, positive_int  # noqa: E402
 from inference.torch_alexnet import torch_available  # noqa: E402
 from tools.summary import format_summary, summarize  # noqa: E402
 
@@ -52,10 +53,10 @@ def build_parser():
     add_device_args(parser)
     fastpath.add_precision_args(parser)
     group = parser.add_argument_group('benchmark')
-    group.add_argument('--batch-size', type=int, default=32, help='(default: %(default)s)')
-    group.add_argument('--num-batches', type=int, default=100,
+    group.add_argument('--batch-size', type=positive_int, default=32, help='(default: %(default)s)')
+    group.add_argument('--num-batches', type=positive_int, default=100,
                        help='timed batches (default: %(default)s)')
-    group.add_argument('--burn-in', type=int, default=10,
+    group.add_argument('--burn-in', type=non_negative_int, default=10,
                        help='untimed batches first (default: %(default)s)')
     group.add_argument('--forward-only', action='store_true', help='skip forward+backward')
     group.add_argument('--torch', action='store_true',
@@ -84,14 +85,15 @@ def _device_sets(args):
     if not args.sweep:
         return [get_contexts(args.gpus, args.cpus)]
     sets = [item.strip() for item in args.device_sets.split(';') if item.strip()]
+    if not sets:
+        raise UsageError('--device-sets %r names no device set: give e.g. "cpu" or "cpu;0;0,1"'
+                         % args.device_sets)
     return [get_contexts(None if item == 'cpu' else item, args.cpus if item == 'cpu' else None)
             for item in sets]
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if min(args.batch_size, args.num_batches) < 1 or args.burn_in < 0:
-        raise UsageError('--batch-size and --num-batches must be positive, --burn-in >= 0')
     shape = symbols.parse_image_shape(args.image_shape) if args.image_shape \
         else symbols.default_image_shape(args.network)
     device_sets = _device_sets(args)
@@ -103,7 +105,7 @@ def main(argv=None):
     if not args.sweep:
         sym = symbols.get_symbol(args.network, num_classes=args.num_classes, image_shape=shape,
                                  dtype=args.dtype)
-        print(format_summary(summarize(sym, (args.batch_size,) + tuple(shape))))
+        print(format_summary(summarize(sym, (1,) + tuple(shape))))
     use_torch = args.torch and torch_available()
     configs = [(c, b, p) for c in device_sets for b in batch_sizes for p in precisions]
     common = dict(network=args.network, image_shape=shape, num_classes=args.num_classes,

@@ -15,6 +15,7 @@ import iterators  # noqa: E402
 from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import model, onnx_export  # noqa: E402
+from inference.args import check_output_folder, positive_int  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def build_parser():
     iterators.add_data_args(parser)
     parser.add_argument('--output', default=None,
                         help='ONNX file to write (default: P-NNNN.onnx beside the checkpoint)')
-    parser.add_argument('--num-verify', type=int, default=32,
+    parser.add_argument('--num-verify', type=positive_int, default=32,
                         help='images of --data-val to compare on (default: %(default)s)')
     model.adapt_shared_flags(parser)
     for action in parser._actions:
@@ -40,7 +41,9 @@ def build_parser():
 
 
 def verify(loaded, onnx_path, path_rec, count):
-    """``(images, max abs difference, top-1 agreement)`` of onnxruntime vs MXNet."""
+    """``(images, max abs difference, top-1 agreement)`` of onnxruntime vs MXNet on the first
+    ``count`` records (all of them when there are fewer)."""
+    count = min(count, iterators.check_record_file(path_rec))
     batch = next(iter(iterators.get_val_iter(path_rec, count, loaded.image_shape,
                                              mean_rgb=loaded.mean_rgb, std_rgb=loaded.std_rgb)))
     real = count - batch.pad
@@ -50,12 +53,27 @@ def verify(loaded, onnx_path, path_rec, count):
     return real, diff, agree
 
 
+def output_path(loaded, output):
+    """The ``.onnx`` to write, checked before the export: not a folder, in a folder that
+    takes files."""
+    path = output or loaded.name + '.onnx'
+    if os.path.isdir(path):
+        raise UsageError('--output %s is a folder: name the file, e.g. %s' % (
+            path, os.path.join(path, os.path.basename(loaded.name) + '.onnx')))
+    check_output_folder(os.path.dirname(os.path.abspath(path)),
+                        'give --output a file in a folder you can write to')
+    return path
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.num_verify < 1:
-        raise UsageError('--num-verify must be positive, got %d' % args.num_verify)
+    if args.data_val:
+        iterators.check_record_file(args.data_val)
     loaded = model.load_from_args(args)
-    path = args.output or loaded.name + '.onnx'
+    if loaded.dtype != 'float32':
+        raise UsageError('export.py writes a float32 ONNX model and this network computes in %s: '
+                         'give --dtype float32' % loaded.dtype)
+    path = output_path(loaded, args.output)
     onnx_export.export_onnx(loaded, path)
     print('wrote %s (input data: Nx%s float32, output softmax: Nx%d)' % (
         path, 'x'.join(map(str, loaded.image_shape)), loaded.num_classes))

@@ -15,6 +15,7 @@ from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E4
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from inference import fastpath, model, scoring  # noqa: E402
+from inference.args import check_output_folder, positive_int  # noqa: E402
 from iterators import add_data_args  # noqa: E402
 
 
@@ -29,8 +30,9 @@ def build_parser():
     fastpath.add_precision_args(parser)
     fastpath.add_calibration_args(parser)
     group = parser.add_argument_group('scoring')
-    group.add_argument('--batch-size', type=int, default=32,
-                       help='images per batch (x10 rows with --ten-crop) (default: %(default)s)')
+    group.add_argument('--batch-size', type=positive_int, default=32,
+                       help='images per batch (x10 rows with --ten-crop); at most the record '
+                            'count is used (default: %(default)s)')
     group.add_argument('--ten-crop', action='store_true',
                        help='average the softmax over the 4 corner + center crops and their '
                             'mirrors (the AlexNet paper\'s test protocol)')
@@ -56,34 +58,49 @@ def output_paths(loaded, args):
         ('per_class_csv', '-per-class.csv'))}
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if not args.data_val:
-        raise UsageError('give the .rec to score with --data-val REC')
-    if args.batch_size < 1:
-        raise UsageError('--batch-size must be positive, got %d' % args.batch_size)
-    contexts = get_contexts(args.gpus, args.cpus)
-    fastpath.check_precision(args.precision, contexts, args.dtype)
-    loaded = model.load_from_args(args)
-    result = scoring.score(loaded, args.data_val, args.batch_size, contexts,
-                           ten_crop=args.ten_crop, precision=args.precision,
-                           calib_rec=args.data_train, num_calib_examples=args.num_calib_examples,
-                           calib_mode=args.calib_mode, num_threads=args.data_nthreads,
-                           progress=args.progress)
-    paths = output_paths(loaded, args)
+def write_outputs(paths, result, loaded):
     matrix = result.confusion()
     scoring.write_confusion_csv(paths['confusion_csv'], matrix, result.class_names)
     scoring.write_per_class_csv(paths['per_class_csv'], result.per_class())
     scoring.plot_confusion(paths['confusion_png'], matrix, result.class_names,
                            '%s: top-1 %.3f on %d images' % (os.path.basename(loaded.name),
                                                            result.accuracy(1), result.num_images))
-    if args.json:
-        json.dump(dict(result.summary(), files=paths), sys.stdout, indent=2)
+
+
+def print_report(result, as_json, paths):
+    """The accuracy report; ``paths``: the files written (None: they could not be)."""
+    if as_json:
+        json.dump(dict(result.summary(), files=paths or {}), sys.stdout, indent=2)
         print()
     else:
         print(scoring.format_report(result))
-        for path in paths.values():
+        for path in (paths or {}).values():
             print('wrote', path)
+    sys.stdout.flush()
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if not args.data_val:
+        raise UsageError('give the .rec to score with --data-val REC')
+    contexts = get_contexts(args.gpus, args.cpus)
+    fastpath.check_precision(args.precision, contexts, args.dtype)
+    loaded = model.load_from_args(args)
+    paths = output_paths(loaded, args)
+    # A folder that takes no files fails now, not after the whole set is scored.
+    check_output_folder(os.path.dirname(paths['confusion_csv']),
+                        'give --out-dir a folder you can write to')
+    result = scoring.score(loaded, args.data_val, args.batch_size, contexts,
+                           ten_crop=args.ten_crop, precision=args.precision,
+                           calib_rec=args.data_train, num_calib_examples=args.num_calib_examples,
+                           calib_mode=args.calib_mode, num_threads=args.data_nthreads,
+                           progress=args.progress)
+    try:
+        write_outputs(paths, result, loaded)
+    except OSError:
+        print_report(result, args.json, None)   # e.g. a full disk: the accuracy is not lost
+        raise
+    print_report(result, args.json, paths)
     return result
 
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 import symbols
 from iterators import SyntheticIter
 from inference.model import inference_symbol
-from inference.predictor import Predictor
+from inference.predictor import Predictor, check_memory
 
 
 @dataclass
@@ -81,6 +81,7 @@ def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1
     contexts = contexts or [mx.cpu()]
     shape = tuple(image_shape or symbols.default_image_shape(network))
     sym = symbols.get_symbol(network, num_classes=num_classes, image_shape=shape, dtype=dtype)
+    check_memory(sym, batch_size, shape)     # before the synthetic batch is allocated
     data = SyntheticIter(batch_size, shape, num_classes, 1)
     batch = next(iter(data))
     arg_params, aux_params = random_params(sym, (batch_size,) + shape)

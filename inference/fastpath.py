@@ -4,11 +4,10 @@ subgraph fusion, bfloat16 via AMP, int8 via calibrated quantization.
 All three take and return ``(symbol, arg_params, aux_params)`` of an inference graph (see
 ``inference.model.inference_symbol``); the graphs bind with ``for_training=False`` only.
 """
-import logging
-
 import mxnet as mx
 
 from engine.errors import UsageError
+from inference.args import positive_int
 
 PRECISIONS = ('float32', 'bfloat16', 'int8')
 CALIB_MODES = ('naive', 'entropy')
@@ -31,7 +30,7 @@ def add_precision_args(parser):
 def add_calibration_args(parser):
     """How ``--precision int8`` calibrates on real images."""
     group = parser.add_argument_group('int8 calibration')
-    group.add_argument('--num-calib-examples', type=int, default=320, metavar='N',
+    group.add_argument('--num-calib-examples', type=positive_int, default=320, metavar='N',
                        help='int8 only: images used for calibration (default: %(default)s)')
     group.add_argument('--calib-mode', default='naive', choices=CALIB_MODES,
                        help='int8 only: naive = min/max of each layer\'s outputs, entropy = '
@@ -69,15 +68,13 @@ def to_int8(sym, arg_params, aux_params, calib_iter, num_calib_examples, calib_m
     """int8 graph quantized by oneDNN, calibrated on ``num_calib_examples`` images of
     ``calib_iter`` (an iterator whose batches carry a ``data`` array; labels are ignored)."""
     from mxnet.contrib import quantization
-    if num_calib_examples < 1:
-        raise UsageError('--num-calib-examples must be at least 1, got %d' % num_calib_examples)
-    quiet = logging.getLogger('alexnet.quantization')
-    quiet.setLevel(logging.WARNING)
+    # No logger: given one, MXNet also turns on MXNET_QUANTIZATION_VERBOSE, and its C++ side
+    # then prints a line per layer on stderr.
     qsym, qarg, qaux = quantization.quantize_model_mkldnn(
         sym, arg_params, aux_params, data_names=('data',), label_names=(), ctx=mx.cpu(),
         calib_mode=calib_mode, calib_data=_DataOnly(calib_iter),
         num_calib_examples=num_calib_examples, quantized_dtype='auto',
-        quantize_mode='smart', logger=quiet)
+        quantize_mode='smart', logger=None)
     return qsym.get_backend_symbol('MKLDNN_QUANTIZE'), qarg, qaux
 
 

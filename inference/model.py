@@ -1,12 +1,13 @@
 """Load a checkpoint for inference: which files, which preprocessing, which graph.
 
+Only the epochs the run recorded in its sidecar count (``engine.checkpoint.recorded_epochs``).
 The sidecar is the source of the preprocessing (image shape, mean/std, class names); a flag
-given on the command line overrides it, and the checkpoint's own parameters are checked
-against both so a mismatch is a one-line error instead of a crash deep inside MXNet.
+given on the command line overrides it, and without a sidecar the image shape and mean must
+be given: they are never guessed. The checkpoint's own parameters are checked against both
+so a mismatch is a one-line error instead of a crash deep inside MXNet.
 """
 import argparse
 import contextlib
-import glob
 import io
 import json
 import os
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import mxnet as mx
+import numpy as np
 
 import symbols
 from engine import checkpoint
 from engine.data import read_labels_file
 from engine.errors import UsageError
 from engine.finetune import check_compatible, load_params_file
-from iterators import MEAN_RGB
+from inference.args import non_negative_int, positive_int
 
 # P-NNNN.params per epoch, and the engine's P-best.params.
 _PARAMS_FILE = re.compile(r'^(?P<prefix>.+)-(?P<tag>\d{4,}|best)\.params$')
@@ -40,6 +42,7 @@ class LoadedModel:
     mean_rgb: tuple
     std_rgb: Optional[tuple]
     class_names: list        # always num_classes names ('0', '1', ... when unknown)
+    dtype: str               # what the graph computes in: 'float32' or 'float16'
 
     @property
     def name(self):
@@ -52,8 +55,9 @@ def add_checkpoint_args(parser):
     group = parser.add_argument_group('checkpoint')
     group.add_argument('--model-prefix', metavar='P',
                        help='checkpoint prefix: reads P-symbol.json, P-NNNN.params, P-meta.json')
-    group.add_argument('--epoch', type=int, default=None,
-                       help='epoch to load (default: the newest P-NNNN.params)')
+    group.add_argument('--epoch', type=non_negative_int, default=None,
+                       help='epoch to load, one the run\'s sidecar records (default: the run\'s '
+                            'latest)')
     group.add_argument('--params', metavar='FILE',
                        help='a P-NNNN.params or P-best.params file, instead of '
                             '--model-prefix/--epoch')
@@ -64,7 +68,8 @@ def add_checkpoint_args(parser):
 
 
 def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
-    """``(prefix, params_file)`` from either way of naming a checkpoint."""
+    """``(prefix, params_file)`` from either way of naming a checkpoint: by default the run's
+    latest recorded epoch; an epoch the run does not record is refused."""
     if params:
         if model_prefix or epoch is not None:
             raise UsageError('give either --params or --model-prefix/--epoch, not both')
@@ -73,52 +78,81 @@ def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
             raise UsageError('--params %s is not named like P-NNNN.params or P-best.params' % params)
         if not os.path.isfile(params):
             raise UsageError('checkpoint file %s not found' % params)
-        return match.group('prefix'), params
+        prefix = match.group('prefix')
+        read_sidecar(prefix)
+        if match.group('tag') != 'best':
+            _check_recorded(prefix, int(match.group('tag')))
+        return prefix, params
     if not model_prefix:
         raise UsageError('name a checkpoint with --model-prefix P (and --epoch N) or --params FILE')
-    epochs = available_epochs(model_prefix)
+    read_sidecar(model_prefix)
     if epoch is None:
-        if not epochs:
+        epoch = checkpoint.latest_epoch(model_prefix)
+        if epoch is None:
             raise UsageError('no checkpoint %s-NNNN.params found' % model_prefix)
-        epoch = epochs[-1]
-    elif epoch not in epochs:
-        raise UsageError('epoch %d of %s not found (%s)' % (
-            epoch, model_prefix, 'saved epochs: ' + ', '.join(map(str, epochs)) if epochs
-            else 'no %s-NNNN.params at all' % model_prefix))
+    else:
+        _check_recorded(model_prefix, epoch)
     return model_prefix, checkpoint.params_path(model_prefix, epoch)
 
 
-def available_epochs(prefix):
-    found = []
-    for path in glob.glob(glob.escape(prefix) + '-*.params'):
-        match = _PARAMS_FILE.match(path)
-        if match and match.group('prefix') == prefix and match.group('tag') != 'best':
-            found.append(int(match.group('tag')))
-    return sorted(found)
+def _check_recorded(prefix, epoch):
+    epochs = checkpoint.recorded_epochs(prefix)
+    if epoch in epochs:
+        return
+    recorded = ('recorded epochs: ' + ', '.join(map(str, epochs)) if epochs
+                else 'no recorded epochs')
+    if os.path.isfile(checkpoint.params_path(prefix, epoch)):
+        raise UsageError(
+            'epoch %d of %s is not part of the run: its sidecar %s does not record it (a save '
+            'cut short, or left by a continuation abandoned when training resumed from an '
+            'earlier epoch); %s' % (epoch, prefix, checkpoint.sidecar_path(prefix), recorded))
+    raise UsageError('epoch %d of %s not found (%s)' % (epoch, prefix, recorded))
+
+
+def read_sidecar(prefix):
+    """``engine.checkpoint.read_sidecar``, refusing a sidecar that is not a JSON object (read
+    first, so ``engine.checkpoint``'s epoch lookups only ever see a dict)."""
+    meta = checkpoint.read_sidecar(prefix)
+    if not isinstance(meta, dict):
+        raise UsageError('checkpoint sidecar %s is not a JSON object: restore the one the '
+                         'training run wrote' % checkpoint.sidecar_path(prefix))
+    return meta
 
 
 def read_class_names(path):
     """Names from a plain list or from im2rec's ``index<TAB>folder<TAB>name`` labels file."""
+    if os.path.isdir(path):
+        raise UsageError('--class-names %s is a folder, not a file of class names' % path)
     if not os.path.isfile(path):
         raise UsageError('class names file %s not found' % path)
-    return read_labels_file(path)
+    try:
+        return read_labels_file(path)
+    except UnicodeDecodeError as err:
+        raise UsageError('class names file %s is not UTF-8 text (byte %d): save it as UTF-8, '
+                         'one name per line' % (path, err.start)) from None
 
 
 def load_model(prefix, params_file, *, network=None, num_classes=None, image_shape=None, dtype=None,
                mean_rgb=None, std_rgb=None, class_names=None):
     """The checkpoint with its preprocessing: keyword arguments that are not ``None`` override
-    the sidecar. ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a
-    GPU) with the checkpoint's parameters; ``num_classes`` is checked against them."""
-    meta = checkpoint.read_sidecar(prefix)
+    the sidecar; without a sidecar ``image_shape`` and ``mean_rgb`` are required.
+    ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a GPU) with the
+    checkpoint's parameters; ``num_classes`` is checked against them."""
+    meta = read_sidecar(prefix)
+    shape = image_shape or meta.get('image_shape')
+    mean = mean_rgb if mean_rgb is not None else meta.get('mean_rgb')
+    if shape is None or mean is None:
+        # A guess (the network's default size, the ImageNet mean, no std) would give
+        # plausible but wrong probabilities: the user must say how training prepared images.
+        sidecar = checkpoint.sidecar_path(prefix)
+        lacking = ('%s has no sidecar %s' % (prefix, sidecar) if not meta
+                   else 'the sidecar %s lacks image_shape or mean_rgb' % sidecar)
+        raise UsageError('%s, so how its images were prepared is unknown: give --image-shape '
+                         'C,H,W and --rgb-mean R,G,B as in training (and --rgb-std R,G,B if '
+                         'training used one)' % lacking)
     rebuild = network is not None or dtype is not None
     network = network or meta.get('network')
     sym, arg_params, aux_params = _load_files(prefix, params_file, network)
-    shape = image_shape or meta.get('image_shape')
-    if shape is None:
-        if network is None:
-            raise UsageError('%s has no sidecar %s: give --image-shape' % (
-                prefix, checkpoint.sidecar_path(prefix)))
-        shape = symbols.default_image_shape(network)
     shape = symbols.parse_image_shape(shape if isinstance(shape, str) else tuple(shape))
     saved_classes = _output_classes(sym, arg_params, aux_params, shape, params_file)
     if num_classes is not None and num_classes != saved_classes:
@@ -136,10 +170,9 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     if len(names) != saved_classes:
         raise UsageError('%d class names given for a checkpoint with %d classes'
                          % (len(names), saved_classes))
-    mean = mean_rgb if mean_rgb is not None else meta.get('mean_rgb') or MEAN_RGB
     std = std_rgb if std_rgb is not None else meta.get('std_rgb')
     return LoadedModel(sym, arg_params, aux_params, prefix, params_file, network, saved_classes, shape,
-                       tuple(mean), tuple(std) if std else None, list(names))
+                       tuple(mean), tuple(std) if std else None, list(names), graph_dtype(sym))
 
 
 def load_from_args(args):
@@ -155,12 +188,17 @@ def load_from_args(args):
 # Shared training flags that mean nothing to a command that only runs a checkpoint.
 _TRAINING_ONLY = ('pca_noise', 'color_jitter', 'random_resized_crop', 'kv_store')
 _FROM_SIDECAR = ('network', 'num_classes', 'image_shape', 'dtype', 'rgb_mean', 'rgb_std')
+# Shared counts defined with a plain ``type=int``: checked at parse time here.
+_POSITIVE = ('num_classes', 'cpus', 'data_nthreads')
 
 
 def adapt_shared_flags(parser, data_train_help=None):
     """Fit the shared flag groups to an inference CLI: network and normalisation flags
-    default to "as the sidecar says", training-only flags are hidden."""
+    default to "as the sidecar says", counts must be positive, training-only flags are
+    hidden."""
     for action in parser._actions:
+        if action.dest in _POSITIVE:
+            action.type = positive_int
         if action.dest in _FROM_SIDECAR:
             action.default = None
             action.help = (action.help or '').split(' (default')[0] + ' (default: from the sidecar)'
@@ -178,7 +216,33 @@ def _load_files(prefix, params_file, network):
     if not os.path.isfile(path):
         raise UsageError('checkpoint file %s not found' % path)
     arg_params, aux_params = load_params_file(params_file, network)
-    return mx.sym.load(path), arg_params, aux_params
+    try:
+        sym = mx.sym.load(path)
+    except mx.base.MXNetError as err:
+        raise UsageError('%s is not an MXNet graph (truncated or not P-symbol.json as MXNet saves '
+                         'it): %s' % (path, mxnet_error_line(err))) from None
+    return sym, arg_params, aux_params
+
+
+def infer_shapes(sym, data_shape, name):
+    """``sym.infer_shape(data=data_shape)`` with a one-line error when the graph cannot take
+    that input (``name`` says whose graph)."""
+    size = 'x'.join(map(str, data_shape[1:]))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # MXNet prints its arguments on failure
+            return sym.infer_shape(data=tuple(data_shape))
+    except mx.base.MXNetError as err:
+        if 'dim_size >= -1' in str(err):     # a dimension overflowed MXNet's 32-bit shapes
+            raise UsageError('%s input is too large for %s: a layer would hold more than 2**31 '
+                             'values; use a smaller --image-shape' % (size, name)) from None
+        raise UsageError('%s cannot take %s input: %s' % (name, size, mxnet_error_line(err))) from None
+
+
+def graph_dtype(sym):
+    """``'float16'`` when ``sym`` computes in float16 (its parameters are float16), else
+    ``'float32'``."""
+    arg_types, _, _ = sym.infer_type(data='float32')
+    return 'float16' if any(t == np.float16 for t in arg_types) else 'float32'
 
 
 def _output_classes(sym, arg_params, aux_params, image_shape, params_file):
@@ -186,12 +250,7 @@ def _output_classes(sym, arg_params, aux_params, image_shape, params_file):
     graph, its parameters and the input size become one-line errors."""
     name = os.path.basename(params_file)
     data_shape = (1,) + tuple(image_shape)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):   # MXNet prints its arguments on failure
-            _, out_shapes, _ = sym.infer_shape(data=data_shape)
-    except mx.base.MXNetError as err:
-        raise UsageError('%s cannot take %s input: %s' % (
-            name, 'x'.join(map(str, image_shape)), _first_line(err))) from None
+    _, out_shapes, _ = infer_shapes(sym, data_shape, name)
     check_compatible(sym, data_shape, arg_params, aux_params, name)
     missing = [k for k in sym.list_arguments() if k not in arg_params and k not in ('data', 'softmax_label')]
     if missing:
@@ -199,7 +258,8 @@ def _output_classes(sym, arg_params, aux_params, image_shape, params_file):
     return int(out_shapes[0][-1])
 
 
-def _first_line(err):
+def mxnet_error_line(err):
+    """The line of an ``MXNetError`` that says what failed (its message is a C++ traceback)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     useful = [line for line in lines if 'Check failed' in line or 'Error' in line]
     return (useful or lines or ['unknown MXNet error'])[0][:300]

@@ -80,3 +80,27 @@ def test_precision_on_float16_network_is_one_line_error():
     result = _run('--precision', 'int8', '--dtype', 'float16')
     assert result.returncode == 2 and result.stderr.count('\n') == 1
     assert 'drop --dtype float16' in result.stderr
+
+
+def _one_line_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count('\n') == 1 and 'Traceback' not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+QUICK = ['--image-shape', '3,67,67', '--num-classes', '10', '--num-batches', '1', '--burn-in', '0',
+         '--forward-only', '--no-progress']
+
+
+@pytest.mark.parametrize('flags, words', [
+    (['--batch-size', '0'], ['--batch-size', 'positive integer']),
+    (['--num-batches', '-1'], ['--num-batches', 'positive integer']),
+    (['--burn-in', '-1'], ['--burn-in', 'integer >= 0']),
+    (['--sweep', '--device-sets', ';'], ['--device-sets', 'no device']),
+    # 10**8 images of 3x67x67: 5 TB of input, more memory than any machine has
+    (['--batch-size', '100000000'], ['memory', '--batch-size']),
+    (['--image-shape', '3,100000,100000'], ['3x100000x100000', 'too large']),
+])
+def test_bad_numbers_are_one_line_errors(flags, words):
+    _one_line_error(_run(*(QUICK + flags), timeout=60), *words)

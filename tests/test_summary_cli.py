@@ -22,3 +22,11 @@ def test_summary_too_small_is_one_line_error():
     assert result.returncode == 2
     assert result.stderr.strip().count('\n') == 0
     assert 'at least 67x67' in result.stderr
+
+
+def test_summary_too_large_is_one_line_error():
+    # a layer of more than 2**31 values: MXNet's shape inference overflows
+    result = _run('--image-shape', '3,100000,100000')
+    assert result.returncode == 2
+    assert result.stderr.count('\n') == 1 and 'Traceback' not in result.stderr, result.stderr
+    assert '3x100000x100000' in result.stderr and 'too large' in result.stderr

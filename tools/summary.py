@@ -11,6 +11,7 @@ import numpy as np
 
 import symbols
 from engine.cli import OneLineErrorParser, add_network_args, run_cli
+from inference.model import infer_shapes
 
 LayerRow = collections.namedtuple('LayerRow', 'name op output_shape weights biases neurons')
 _NEURON_OPS = ('Convolution', 'FullyConnected')
@@ -20,7 +21,7 @@ _NOT_PARAMS = ('data', 'softmax_label')
 def summarize(symbol, data_shape):
     """One ``LayerRow`` per operator of ``symbol`` for an input of ``data_shape`` (N,C,H,W)."""
     internals = symbol.get_internals()
-    arg_shapes, out_shapes, _ = internals.infer_shape(data=tuple(data_shape))
+    arg_shapes, out_shapes, _ = infer_shapes(internals, data_shape, 'the network')
     arg_shape = dict(zip(internals.list_arguments(), arg_shapes))
     out_shape = dict(zip(internals.list_outputs(), out_shapes))
     nodes = json.loads(symbol.tojson())['nodes']
