@@ -35,6 +35,25 @@ CASES = {
     'float16 on cpu': (lambda r, t: ['--data-train', r[0], '--dtype', 'float16'], 'float16'),
     'resume from nothing': (lambda r, t: ['--data-train', r[0], '--load-epoch', '1'],
                             'not found'),
+    # Numbers are checked while the flags are parsed: nan/inf would train until the loss is NaN.
+    'lr nan': (lambda r, t: ['--data-train', r[0], '--lr', 'nan'], 'argument --lr: must be'),
+    'lr inf': (lambda r, t: ['--data-train', r[0], '--lr', 'inf'], 'argument --lr: must be'),
+    'lr negative': (lambda r, t: ['--data-train', r[0], '--lr', '-0.1'], 'argument --lr'),
+    'momentum 1': (lambda r, t: ['--data-train', r[0], '--mom', '1'], 'argument --mom'),
+    'wd nan': (lambda r, t: ['--data-train', r[0], '--wd', 'nan'], 'argument --wd'),
+    'warmup inf': (lambda r, t: ['--data-train', r[0], '--warmup-epochs', 'inf'],
+                   'argument --warmup-epochs'),
+    'pca noise negative': (lambda r, t: ['--data-train', r[0], '--pca-noise', '-1'],
+                           'argument --pca-noise'),
+    # ps-lite aborts without the launcher's environment (or waits for a scheduler forever).
+    'dist without launcher': (lambda r, t: ['--data-train', r[0], '--kv-store', 'dist_sync'],
+                              'launch.py'),
+    # ImageRecordIter: 4 channels fail on colour JPEGs; colour noise on 1 channel corrupts memory.
+    'four channels': (lambda r, t: ['--data-train', r[0], '--image-shape', '4,67,67'],
+                      'not 4'),
+    'grayscale with colour noise': (lambda r, t: ['--data-train', r[0], '--image-shape',
+                                                  '1,67,67', '--pca-noise', '0.1'],
+                                    '--pca-noise 0'),
 }
 
 
