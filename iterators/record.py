@@ -84,22 +84,11 @@ class ShardIter(mx.io.DataIter):
         try:
             return step()
         except mx.base.MXNetError as err:
-            raise UsageError(self._explain(err)) from None
-
-    def _explain(self, err):
-        index = read_index(self.path_rec)
-        # The failing batch's records when reading in file order; shuffled, any of the shard.
-        start = ((self._served - 1) * self.batch_size) % self.part_size
-        order = list(range(start, self.part_size)) + list(range(start))
-        keys = [index.keys[self._begin + i] for i in order]
-        key = first_undecodable(self.path_rec, keys, self._channels)
-        if key is not None:
-            return ('%s: record %s is not a decodable image; convert the images again with '
-                    'python -m tools.im2rec (it skips files that do not decode)'
-                    % (self.path_rec, key))
-        reason = [line for line in str(err).splitlines() if line.strip()][-1]
-        return ('reading %s failed: %s; the file may be damaged: convert the images again with '
-                'python -m tools.im2rec' % (self.path_rec, reason.replace('MXNetError: ', '')))
+            # The failing batch's records when reading in file order; shuffled, any of the shard.
+            start = ((self._served - 1) * self.batch_size) % self.part_size
+            order = list(range(start, self.part_size)) + list(range(start))
+            raise read_error(self.path_rec, err, [self._begin + i for i in order],
+                             self._channels) from None
 
     def _batch(self, data, label, pad):
         return mx.io.DataBatch(data, label, pad=pad, provide_data=self.provide_data,
@@ -143,22 +132,41 @@ def get_val_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=ME
                        part_index, num_threads, dtype, resize, prefetch_buffer, {}, refill=False)
 
 
+def read_error(path_rec, err, positions, channels):
+    """The ``UsageError`` for an ``MXNetError`` of ``ImageRecordIter`` on ``path_rec``: it names
+    the first record (of those at ``positions`` in file order, the likeliest first) that does
+    not decode, else repeats MXNet's reason."""
+    keys = read_index(path_rec).keys
+    key = first_undecodable(path_rec, [keys[i] for i in positions], channels)
+    if key is not None:
+        return UsageError('%s: record %s is not a decodable image; convert the images again with '
+                          'python -m tools.im2rec (it skips files that do not decode)'
+                          % (path_rec, key))
+    reason = [line for line in str(err).splitlines() if line.strip()][-1]
+    return UsageError('reading %s failed: %s; the file may be damaged: convert the images again '
+                      'with python -m tools.im2rec'
+                      % (path_rec, reason.replace('MXNetError: ', '')))
+
+
 def first_undecodable(path_rec, keys, channels=3, seconds=SEARCH_SECONDS):
     """The first of ``keys`` whose image OpenCV cannot decode, looking for at most ``seconds``;
     None when all of those decode."""
-    if len(keys) > 1:
-        logging.warning('reading %s failed: looking for the record that does not decode...',
-                        path_rec)
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     reader = mx.recordio.MXIndexedRecordIO(index_path(path_rec), path_rec, 'r')
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    told = False
     try:
         for key in keys:
             _, encoded = mx.recordio.unpack(reader.read_idx(int(key)))
             if cv2.imdecode(np.frombuffer(encoded, np.uint8), flag) is None:
                 return key
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if waited > seconds:
                 return None
+            if waited > 2 and not told:
+                logging.warning('reading %s failed: looking for the record that does not '
+                                'decode (at most %d s)...', path_rec, seconds)
+                told = True
     finally:
         reader.close()
     return None
@@ -187,13 +195,16 @@ def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
     num_records = check_record_file(path_rec)
     begin, end = part_range(num_records, num_parts, part_index)
     largest = part_range(num_records, num_parts, 0)[1]
-    record_iter = mx.io.ImageRecordIter(
-        path_imgrec=path_rec, path_imgidx=index_path(path_rec), data_shape=image_shape,
-        batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
-        preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
-        resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
-        std_g=std[1], std_b=std[2], data_name='data', label_name='softmax_label', verbose=False,
-        **aug)
+    try:   # it reads its first batch already
+        record_iter = mx.io.ImageRecordIter(
+            path_imgrec=path_rec, path_imgidx=index_path(path_rec), data_shape=image_shape,
+            batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
+            preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
+            resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
+            std_g=std[1], std_b=std[2], data_name='data', label_name='softmax_label',
+            verbose=False, **aug)
+    except mx.base.MXNetError as err:
+        raise read_error(path_rec, err, range(begin, end), image_shape[0]) from None
     # ImageRecordIter in 1.9.1 makes no float16 ('unknown dtype'): ShardIter casts instead
     return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill, dtype,
                      path_rec=path_rec, begin=begin, channels=image_shape[0])

@@ -160,10 +160,9 @@ def test_a_record_that_is_not_an_image_is_named(records, tmp_path):
         return header, (b'this is not an image' * 8 if index == 5 else payload)
     path = _rewritten(records[1], str(tmp_path / 'text'), not_an_image)
     assert iterators.check_record_file(path, num_classes=2) == len(_offsets(records[1]))
-    data = iterators.get_val_iter(path, 2, (3, 67, 67), num_threads=1)
     key = _key(path, 5)
     with pytest.raises(UsageError, match=r'text\.rec: record %s is not a decodable image' % key):
-        for _ in data:
+        for _ in iterators.get_val_iter(path, 2, (3, 67, 67), num_threads=1):  # (it prefetches)
             pass
     proc = run_train(QUICK + ['--data-train', path, '--model-prefix', tmp_path / 'run',
                               '--num-epochs', '1'], timeout=120)
