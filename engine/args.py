@@ -95,6 +95,10 @@ def add_fit_args(parser):
                             'checkpoints/digits-alexnet for the demo)')
     group.add_argument('--load-epoch', type=POSITIVE_INT, default=None, metavar='N',
                        help='resume from P-NNNN.params/.states of --model-prefix')
+    group.add_argument('--overwrite', action='store_true',
+                       help='replace the run that --model-prefix already holds (all its files '
+                            'are deleted once the new run has passed its checks); without it, '
+                            'such a prefix is refused unless --load-epoch resumes it')
     group.add_argument('--keep-checkpoints', type=NON_NEGATIVE_INT, default=3, metavar='K',
                        help='keep the .params/.states of the last K epochs only (AlexNet '
                             'writes ~480 MB per epoch at 227x227); P-best.params is always '
