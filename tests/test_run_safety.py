@@ -234,3 +234,13 @@ def test_ctrl_c_ends_a_run_stuck_waiting_for_a_parameter_server(records, tmp_pat
     assert status == 130 and time.monotonic() - started < 15, log
     assert log.strip().splitlines()[-1].startswith('train_imagenet.py: error: interrupted')
     assert 'Traceback' not in log
+
+
+def test_ctrl_c_while_mxnet_loads_is_one_line(records, tmp_path):
+    """The first seconds of a run import MXNet; a Ctrl-C then was a KeyboardInterrupt
+    traceback (the imports ran outside run_cli)."""
+    run = Training(_flags(records, '--model-prefix', tmp_path / 'run'))
+    time.sleep(0.5)
+    run.proc.send_signal(signal.SIGINT)
+    status, log = run.finish(timeout=60)
+    assert status == 130 and log.strip().splitlines() == ['train_imagenet.py: error: interrupted']
