@@ -10,8 +10,6 @@ import sys
 # MXNet sizes its OpenMP pool at import and would otherwise use half the cores.
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
-from engine.args import build_train_parser  # noqa: E402
-from engine.callbacks import Diverged  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 
 # Exit statuses of a run stopped by a signal, as a shell reports them (128 + signal number).
@@ -19,6 +17,9 @@ STOP_STATUS = {'SIGINT': 130, 'SIGTERM': 143}
 
 
 def main(argv=None):
+    # MXNet loads here, inside run_cli: a Ctrl-C during the seconds that takes is one line too.
+    from engine.args import build_train_parser
+    from engine.callbacks import Diverged
     from engine.fit import fit
     args = build_train_parser().parse_args(argv)
     try:

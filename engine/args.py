@@ -7,7 +7,11 @@ data, a small CPU-sized recipe for the built-in digits demo (no ``--data-train``
 
 from engine.devices import DEFAULT_CPUS, KVSTORE_TYPES
 from engine.lr_schedule import INITIALIZERS, SCHEDULERS
+from iterators.args import NON_NEGATIVE, POSITIVE_INT, bounded
 from iterators.normalize import STD_RGB
+
+NON_NEGATIVE_INT = bounded(int, 0)
+FRACTION = bounded(float, 0, 1, high_open=True)    # [0, 1): momentum, dropout
 
 # The paper / Caffe recipe: SGD, momentum 0.9, weight decay 5e-4, batch 256, lr 0.01 divided
 # by 10 at fixed epochs (torchvision's reference steps every 30 of 90 epochs).
@@ -31,7 +35,7 @@ def add_device_args(parser):
     group = parser.add_argument_group('devices')
     group.add_argument('--gpus', default=None, metavar='0,1',
                        help='GPUs to train on, data parallel (the batch is split across them)')
-    group.add_argument('--cpus', type=int, default=None, metavar='N',
+    group.add_argument('--cpus', type=POSITIVE_INT, default=None, metavar='N',
                        help='number of CPU contexts when no --gpus is given (default: %d: one '
                             'context already uses every core)' % DEFAULT_CPUS)
     group.add_argument('--kv-store', default='device', choices=KVSTORE_TYPES,
@@ -43,44 +47,45 @@ def add_device_args(parser):
 def add_fit_args(parser):
     """Optimisation, schedule, logging and checkpoint flags."""
     group = parser.add_argument_group('training')
-    group.add_argument('--batch-size', type=int, default=None,
+    group.add_argument('--batch-size', type=POSITIVE_INT, default=None,
                        help='batch per step, split over the devices (with dist_*: per worker) '
                             + _both('batch_size'))
-    group.add_argument('--num-epochs', type=int, default=None,
+    group.add_argument('--num-epochs', type=POSITIVE_INT, default=None,
                        help='epochs to train (counting resumed ones) ' + _both('num_epochs'))
     group.add_argument('--optimizer', default='sgd',
                        help='any mx.optimizer name: sgd, nag, adam, rmsprop... '
                             '(default: %(default)s)')
-    group.add_argument('--lr', type=float, default=None,
+    group.add_argument('--lr', type=bounded(float, 0, low_open=True), default=None,
                        help='initial learning rate ' + _both('lr'))
-    group.add_argument('--mom', type=float, default=0.9,
+    group.add_argument('--mom', type=FRACTION, default=0.9,
                        help='momentum for sgd/nag (default: %(default)s)')
-    group.add_argument('--wd', type=float, default=5e-4, help='weight decay (default: %(default)s)')
+    group.add_argument('--wd', type=NON_NEGATIVE, default=5e-4,
+                       help='weight decay (default: %(default)s)')
     group.add_argument('--lr-scheduler', default='step', choices=SCHEDULERS,
                        help='step: multiply by --lr-factor at --lr-step-epochs; poly, cosine: '
                             'decay to 0 over the run (default: %(default)s)')
-    group.add_argument('--lr-factor', type=float, default=0.1,
+    group.add_argument('--lr-factor', type=bounded(float, 0, 1, low_open=True), default=0.1,
                        help='step scheduler\'s factor (default: %(default)s)')
     group.add_argument('--lr-step-epochs', default=None, metavar='30,60',
                        help='epochs after which the step scheduler multiplies the lr '
                             + _both('lr_step_epochs'))
-    group.add_argument('--warmup-epochs', type=float, default=0,
+    group.add_argument('--warmup-epochs', type=NON_NEGATIVE, default=0,
                        help='linear lr warm-up from 0 over this many epochs (default: %(default)s)')
     group.add_argument('--initializer', default=None, choices=INITIALIZERS,
                        help='alexnet: the paper\'s N(0, 0.01) weights, biases 1 in conv2/4/5 and '
                             'fc1/fc2; xavier: Glorot (MXNet\'s default); msra: He '
                             + _both('initializer'))
-    group.add_argument('--dropout', type=float, default=0.5,
+    group.add_argument('--dropout', type=FRACTION, default=0.5,
                        help='dropout of fc1/fc2; 0 removes it (default: %(default)s)')
-    group.add_argument('--num-examples', type=int, default=None,
+    group.add_argument('--num-examples', type=POSITIVE_INT, default=None,
                        help='training images per epoch, for the lr schedule (default: the '
                             'count in the .idx file)')
-    group.add_argument('--top-k', type=int, default=5,
+    group.add_argument('--top-k', type=NON_NEGATIVE_INT, default=5,
                        help='also report top-k accuracy; 0 turns it off (default: %(default)s)')
     group.add_argument('--seed', type=int, default=0,
                        help='seed for initialisation, dropout and data order '
                             '(default: %(default)s)')
-    group.add_argument('--disp-batches', type=int, default=20,
+    group.add_argument('--disp-batches', type=NON_NEGATIVE_INT, default=20,
                        help='log a Speedometer line every N batches; 0: never '
                             '(default: %(default)s)')
     group.add_argument('--model-prefix', default=None,
@@ -88,9 +93,13 @@ def add_fit_args(parser):
                             'P-NNNN.states, P-meta.json, P-metrics.csv, P-curves.png, '
                             'P-best.params (default: checkpoints/NETWORK, or '
                             'checkpoints/digits-alexnet for the demo)')
-    group.add_argument('--load-epoch', type=int, default=None, metavar='N',
+    group.add_argument('--load-epoch', type=POSITIVE_INT, default=None, metavar='N',
                        help='resume from P-NNNN.params/.states of --model-prefix')
-    group.add_argument('--keep-checkpoints', type=int, default=3, metavar='K',
+    group.add_argument('--overwrite', action='store_true',
+                       help='replace the run that --model-prefix already holds (all its files '
+                            'are deleted once the new run has passed its checks); without it, '
+                            'such a prefix is refused unless --load-epoch resumes it')
+    group.add_argument('--keep-checkpoints', type=NON_NEGATIVE_INT, default=3, metavar='K',
                        help='keep the .params/.states of the last K epochs only (AlexNet '
                             'writes ~480 MB per epoch at 227x227); P-best.params is always '
                             'kept; 0 keeps every epoch (default: %(default)s)')
@@ -98,7 +107,7 @@ def add_fit_args(parser):
                        help='only read the training data for one epoch and report its speed')
     group.add_argument('--benchmark', action='store_true',
                        help='train on synthetic data (no files needed): measures the compute speed')
-    group.add_argument('--monitor', type=int, default=0, metavar='N',
+    group.add_argument('--monitor', type=NON_NEGATIVE_INT, default=0, metavar='N',
                        help='print weight/gradient/output norms every N batches (default: off)')
     group.add_argument('--no-progress', dest='progress', action='store_false',
                        help='no progress bar (log lines only)')
@@ -114,7 +123,7 @@ def add_finetune_args(parser):
                             '(needs --network alexnet-gluon)')
     group.add_argument('--freeze-features', action='store_true',
                        help='with --pretrained: keep the conv layers fixed')
-    group.add_argument('--features-lr-mult', type=float, default=1.0,
+    group.add_argument('--features-lr-mult', type=NON_NEGATIVE, default=1.0,
                        help='with --pretrained: lr multiplier of the conv layers, e.g. 0.1 '
                             '(default: %(default)s)')
     return group

@@ -4,14 +4,17 @@ import csv
 import io
 import logging
 import math
+import os
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
 from tqdm import tqdm
 
 from engine.checkpoint import atomic_write
+from engine.errors import UsageError
 
 CSV_FIELDS = ('epoch', 'train_top1', 'train_topk', 'train_loss', 'val_top1', 'val_topk',
               'val_loss', 'lr', 'images_per_sec', 'epoch_seconds', 'wall_seconds')
@@ -124,28 +127,66 @@ def epoch_bar(epoch, num_epochs, num_images, enabled=True):
 
 
 class StopRequest(object):
-    """First SIGINT/SIGTERM asks the loop to stop after the current batch (it then saves
-    a checkpoint); a second one falls back to the default behaviour."""
+    """What SIGINT/SIGTERM do to a run. Once training runs (``can_save``), the first signal
+    asks the loop to stop after the current batch, which then saves a checkpoint; before
+    that, and on a second signal, the run aborts without saving: ``check()``, called between
+    steps, raises ``KeyboardInterrupt``. The handler never raises itself: it can run inside
+    an MXNet callback or an object's ``__del__``, where Python prints the exception's
+    traceback and swallows it.
+
+    Python runs handlers only between bytecodes of the main thread, so a main thread stuck
+    in C code (a kvstore waiting for a dead peer) would never abort: a watcher thread sees
+    every signal (``signal.set_wakeup_fd``) and, when an aborted run has not ended
+    ``ABORT_GRACE`` seconds later, ends the process with the usual one-line message."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    ABORT_GRACE = 5.0
 
     def __init__(self):
         self.signum = None
+        self.aborted = False
+        self.can_save = False
         self._previous = {}
 
     def _handle(self, signum, frame):
+        if self.signum is not None or not self.can_save:
+            self.aborted = True
+            return
         self.signum = signum
         logging.warning('%s received: stopping after this batch and saving a checkpoint '
                         '(send it again to abort without saving)', signal.Signals(signum).name)
-        for sig in self.SIGNALS:
-            signal.signal(sig, self._previous[sig])
+
+    def _watch(self, read_end):
+        received = 0
+        with os.fdopen(read_end, 'rb', buffering=0) as pipe:
+            while True:
+                data = pipe.read(64)
+                if not data:            # __exit__: the run ended by itself
+                    return
+                ours = [signum for signum in data if signum in self.SIGNALS]
+                received += len(ours)
+                if ours and received > (1 if self.can_save else 0) and \
+                        not self._ended.wait(self.ABORT_GRACE):
+                    sys.stderr.write('%s: error: interrupted (stuck for %g s after the signal, '
+                                     'so ended at once)\n'
+                                     % (os.path.basename(sys.argv[0]), self.ABORT_GRACE))
+                    sys.stderr.flush()
+                    os._exit(128 + ours[-1])
 
     def __enter__(self):
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+        self._previous_wakeup = signal.set_wakeup_fd(self._write_end, warn_on_full_buffer=False)
+        self._ended = threading.Event()
+        threading.Thread(target=self._watch, args=(read_end,), daemon=True).start()
         return self
 
     def __exit__(self, *exc):
+        self._ended.set()
+        signal.set_wakeup_fd(self._previous_wakeup)
+        os.close(self._write_end)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -153,15 +194,44 @@ class StopRequest(object):
     def requested(self):
         return self.signum is not None
 
+    def check(self):
+        """Raise ``KeyboardInterrupt`` once a signal asked to abort."""
+        if self.aborted:
+            raise KeyboardInterrupt
+
 
 def read_metrics_csv(path, up_to_epoch):
-    """Rows of an earlier run up to ``up_to_epoch`` (kept when resuming)."""
+    """Rows 1..``up_to_epoch`` of an earlier run (kept when resuming); none without the file.
+    A damaged file is refused in one line: its rows decide the best epoch."""
     try:
         with open(path, newline='') as handle:
             rows = list(csv.DictReader(handle))
     except FileNotFoundError:
         return []
-    return [row for row in rows if int(row['epoch']) <= up_to_epoch]
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise _damaged_csv(path, err) from None
+    kept = []
+    for line, row in enumerate(rows, 2):
+        try:
+            epoch = int(row['epoch'])
+            for key in CSV_FIELDS[1:]:
+                if row.get(key):
+                    float(row[key])
+        except (KeyError, TypeError, ValueError):
+            raise _damaged_csv(path, 'line %d is not a row of numbers' % line) from None
+        if epoch <= up_to_epoch:
+            kept.append(row)
+    epochs = [int(row['epoch']) for row in kept]
+    if epochs != list(range(1, up_to_epoch + 1)):
+        missing = sorted(set(range(1, up_to_epoch + 1)) - set(epochs))
+        raise _damaged_csv(path, 'no row for epoch %s' % missing[0] if missing
+                           else 'epochs out of order or repeated')
+    return kept
+
+
+def _damaged_csv(path, why):
+    return UsageError('%s is damaged (%s); restore it, or delete it to resume without the '
+                      'history of earlier epochs' % (path, why))
 
 
 def write_metrics_csv(path, rows):

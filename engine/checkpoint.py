@@ -3,11 +3,13 @@
 A run with prefix ``P`` leaves ``P-symbol.json`` and ``P-NNNN.params`` (what
 ``mx.model.load_checkpoint`` and ``mx.mod.Module.load`` read) and the sidecar
 ``P-meta.json``: the single source of what scoring, prediction and export need
-(network, image shape, mean/std, class names).
+(network, image shape, mean/std, class names), and of which epochs are complete checkpoints.
 """
+import errno
 import glob
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -18,26 +20,52 @@ from engine.errors import UsageError
 
 SIDECAR_SUFFIX = '-meta.json'
 _EPOCH_FILE = re.compile(r'-(\d{4,})\.params$')
+# Every file a run at prefix P writes is P-<one of these>; ``atomic_write`` writes each first
+# to a hidden ``.P-<name>.<random>.tmp`` beside it.
+_RUN_FILE = (r'(?:symbol\.json|\d{4,}\.params|\d{4,}\.states|meta\.json|metrics\.csv|curves\.png'
+             r'|best\.params)')
+_PROBE = 'probe'
 
 
 def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers never see half a file."""
+    """Call ``write(tmp_path)``, then rename onto ``path``: readers never see half a file.
+
+    A failed write raises ``OSError`` naming ``path``. MXNet's C++ writers report theirs as an
+    ``MXNetError`` without the reason; that becomes ENOSPC when the disk is full (by far the
+    usual cause), EIO otherwise."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                               dir=directory)
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except mx.base.MXNetError:
+            full = os.statvfs(directory).f_bavail == 0
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code), path) from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, 'rb') as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except OSError as err:
+        if err.filename == tmp:
+            err.filename = path
+        _remove_quietly(tmp)
         raise
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def params_path(prefix, epoch):
@@ -60,12 +88,25 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     atomic_write(params_path(prefix, epoch), lambda tmp: mx.nd.save(tmp, saved))
 
 
+def metrics_path(prefix):
+    return prefix + '-metrics.csv'
+
+
+def curves_path(prefix):
+    return prefix + '-curves.png'
+
+
 def load_checkpoint(prefix, epoch):
-    """``(symbol, arg_params, aux_params)``, with one-line errors for missing files."""
+    """``(symbol, arg_params, aux_params)``, with one-line errors for missing or damaged files."""
     for path in (symbol_path(prefix), params_path(prefix, epoch)):
         if not os.path.isfile(path):
             raise UsageError('checkpoint file %s not found' % path)
-    return mx.model.load_checkpoint(prefix, epoch)
+    try:
+        return mx.model.load_checkpoint(prefix, epoch)
+    except mx.base.MXNetError:
+        raise UsageError('checkpoint %s or %s cannot be read: truncated or damaged; resume from '
+                         'another epoch' % (params_path(prefix, epoch), symbol_path(prefix))
+                         ) from None
 
 
 def write_sidecar(prefix, meta):
@@ -100,6 +141,22 @@ def best_params_path(prefix):
     return '%s-best.params' % prefix
 
 
+def check_optimizer_states(prefix, epoch):
+    """Refuse, in one line, a ``P-NNNN.states`` that does not unpickle (cut short or damaged),
+    before a run spends any work; a missing file is fine (the state then starts from zero)."""
+    path = states_path(prefix, epoch)
+    if not os.path.isfile(path):
+        return
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    try:
+        pickle.loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, mx.base.MXNetError):
+        raise UsageError('%s cannot be read: truncated or damaged; delete it to resume with the '
+                         'optimizer state (momentum) reset, or resume from another epoch'
+                         % path) from None
+
+
 def save_optimizer_states(module, prefix, epoch):
     """``P-NNNN.states``: the optimizer state (e.g. momentum) that ``Module.load(...,
     load_optimizer_states=True)`` reads back."""
@@ -112,19 +169,68 @@ def mark_best(prefix, epoch):
     atomic_write(best_params_path(prefix), lambda tmp: shutil.copyfile(source, tmp))
 
 
-def prune_epochs(prefix, epoch, keep):
-    """Delete the ``.params``/``.states`` of epochs up to ``epoch - keep`` (``keep=0``: none).
-    Returns the epochs removed; ``P-best.params`` is a copy and stays."""
-    removed = []
+def epochs_to_prune(prefix, epoch, keep, spare=None):
+    """The epochs up to ``epoch - keep`` (``keep=0``: none) that still have files, except
+    ``spare``: what keeping the last ``keep`` epochs deletes."""
     if keep <= 0:
-        return removed
-    for old in range(1, epoch - keep + 1):
-        paths = [p for p in (params_path(prefix, old), states_path(prefix, old)) if os.path.exists(p)]
-        for path in paths:
-            os.remove(path)
-        if paths:
-            removed.append(old)
-    return removed
+        return []
+    return [old for old in range(1, epoch - keep + 1) if old != spare and any(
+        os.path.exists(p) for p in (params_path(prefix, old), states_path(prefix, old)))]
+
+
+def remove_epochs(prefix, epochs):
+    """Delete the ``.params``/``.states`` of ``epochs``; ``P-best.params`` is a copy and stays."""
+    for old in epochs:
+        for path in (params_path(prefix, old), states_path(prefix, old)):
+            _remove_quietly(path)
+
+
+def _files_named(prefix, pattern):
+    folder, base = os.path.split(prefix)
+    try:
+        names = os.listdir(folder or '.')
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    match = re.compile(pattern % re.escape(base)).fullmatch
+    return sorted(os.path.join(folder, name) for name in names if match(name))
+
+
+def run_files(prefix):
+    """The files of the run at ``prefix`` (checkpoints, sidecar, metrics, plot, best copy,
+    complete or not): what a new run there would overwrite."""
+    return _files_named(prefix, r'%s-' + _RUN_FILE)
+
+
+def temporary_files(prefix):
+    """Hidden temporary files of writes to ``prefix`` that never finished (the writer was
+    killed): up to a checkpoint's size each, and nothing else removes them."""
+    return _files_named(prefix, r'\.%s-(?:' + _RUN_FILE + '|' + _PROBE + r')\.\w+\.tmp')
+
+
+def remove_files(paths):
+    for path in paths:
+        _remove_quietly(path)
+
+
+def check_writable(prefix):
+    """Create, write and remove a probe file beside ``prefix``: a read-only folder, a file
+    where a folder should be or a full disk fail now, as ``OSError``, instead of when the first
+    checkpoint is saved."""
+    folder, base = os.path.split(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix='.%s-%s.' % (base, _PROBE), suffix='.tmp', dir=folder)
+    try:
+        os.write(fd, b'probe\n')
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.remove(probe)
+
+
+def free_bytes(prefix):
+    """Bytes that may still be written in the folder of ``prefix``."""
+    stat = os.statvfs(os.path.dirname(os.path.abspath(prefix)))
+    return stat.f_bavail * stat.f_frsize
 
 
 def recorded_epochs(prefix):

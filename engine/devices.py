@@ -1,4 +1,6 @@
 """Device contexts from ``--gpus`` / ``--cpus``, and the kvstore that joins them."""
+import os
+
 import mxnet as mx
 
 from engine.errors import UsageError
@@ -7,6 +9,10 @@ from engine.errors import UsageError
 # core with OpenMP, so splitting the batch over several CPU contexts only adds gradient
 # copies. ``--cpus 2`` still exercises the multi-device path (kvstore, split batches).
 DEFAULT_CPUS = 1
+
+# What launch.py gives every process of a distributed job: its role and where the scheduler is.
+DIST_ENVIRONMENT = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_WORKER',
+                    'DMLC_NUM_SERVER')
 
 KVSTORE_TYPES = ('local', 'device', 'nccl', 'dist_sync', 'dist_async', 'dist_device_sync',
                  'dist_sync_device')
@@ -65,6 +71,11 @@ def create_kvstore(kv_type, contexts):
                          % (kv_type, ', '.join(KVSTORE_TYPES)))
     if len(contexts) == 1 and 'dist' not in kv_type:
         return None
+    if 'dist' in kv_type and not all(os.environ.get(v) for v in DIST_ENVIRONMENT):
+        # Without them ps-lite aborts the process, or waits forever for a scheduler.
+        raise UsageError('--kv-store %s trains in a parameter-server job: start it with '
+                         'python launch.py -n WORKERS -s SERVERS python train_imagenet.py ... '
+                         '(%s are not set)' % (kv_type, ', '.join(DIST_ENVIRONMENT)))
     return mx.kv.create(kv_type)
 
 

@@ -8,7 +8,12 @@ Epochs are numbered from 1 everywhere (bar, log lines, CSV, messages): epoch ``k
 writing ``P-000k.params``. Stopped by Ctrl-C/SIGTERM during epoch ``k``, the run saves the
 state reached as ``P-000k.*`` marked ``partial`` in the sidecar; ``--load-epoch k`` then
 continues with epoch ``k+1`` (``--load-epoch k-1`` repeats epoch ``k`` in full).
+
+Nothing a user can get wrong is found late: the prefix is locked and probed for writing, the
+flags, every record's label and the checkpoint to resume are checked before the first batch.
 """
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -24,120 +29,222 @@ from engine import finetune
 from engine.args import resolve_defaults
 from engine.callbacks import (Speedometer, StopRequest, TopKMetrics, check_finite, epoch_bar,
                               plot_curves, read_metrics_csv, setup_logging, write_metrics_csv)
+from engine.checkpoint import curves_path, metrics_path
+from engine.cli import describe_os_error
 from engine.data import demo_records, read_class_names
 from engine.devices import check_batch_split, create_kvstore, get_contexts, worker_of
 from engine.errors import UsageError
 from engine.lr_schedule import create_initializer, create_scheduler, parse_epochs, updates_per_epoch
+from engine.runlock import PrefixLock
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
 # Synthetic data for --benchmark: this many batches per epoch unless --num-examples says.
 BENCHMARK_BATCHES = 50
-
-
-def metrics_path(prefix):
-    return prefix + '-metrics.csv'
-
-
-def curves_path(prefix):
-    return prefix + '-curves.png'
+DEFAULT_FOLDER = 'checkpoints'
 
 
 def fit(args):
     """Train as ``args`` (``engine.args.build_train_parser`` flags) say. Returns a summary
     namespace: ``prefix``, ``epoch`` (last saved), ``rows`` (CSV rows), ``stopped_by``
-    (signal name or None), ``module``."""
+    (signal name or None), ``module``.
+
+    The flags are checked first; then (rank 0 of a job, when it writes anything) the prefix
+    is locked for the run's whole lifetime before any other work. Ctrl-C/SIGTERM before the
+    first batch ends the run at the next step, once training runs it stops after the
+    current batch with a checkpoint (see ``StopRequest``)."""
     setup_logging()
-    run = prepare(args)
-    if args.test_io:
-        return measure_io(run)
-    return train(run)
+    with StopRequest() as stop:
+        setup = check_flags(args)
+        kv = create_kvstore(args.kv_store, setup.contexts)  # dist_*: joins the job, learns rank
+        stop.check()
+        rank, num_workers = worker_of(kv)
+        setup_logging(rank, num_workers)
+        writes = rank == 0 and not args.test_io and not (args.benchmark and not args.model_prefix)
+        with claimed_prefix(args, setup.name, writes) as prefix:
+            run = prepare(args, setup, kv, prefix, writes, stop.check)
+            if args.test_io:
+                return measure_io(run, stop)
+            return train(run, stop)
 
 
-def _check_numbers(args):
-    if args.num_epochs < 1:
-        raise UsageError('--num-epochs must be at least 1, got %d' % args.num_epochs)
-    if min(args.top_k, args.disp_batches, args.monitor, args.keep_checkpoints) < 0:
-        raise UsageError('--top-k, --disp-batches, --monitor and --keep-checkpoints must be >= 0')
-    if not 0 <= args.dropout < 1:
-        raise UsageError('--dropout must be in [0, 1), got %g' % args.dropout)
-    if args.wd < 0:
-        raise UsageError('--wd must be >= 0, got %g' % args.wd)
-    if args.num_examples is not None and args.num_examples < 1:
-        raise UsageError('--num-examples must be positive, got %d' % args.num_examples)
+def check_flags(args):
+    """Every check of the flags alone (and of the labels file that sets --num-classes):
+    returns what they decide -- demo or not, contexts, image shape, symbol, lr steps."""
+    demo = not args.data_train and not args.benchmark
+    if demo and args.data_val:
+        raise UsageError('--data-val needs --data-train')
+    class_names = read_class_names(args.data_train) if args.data_train and not args.benchmark \
+        else None
+    if class_names and args.num_classes is None:
+        args.num_classes = len(class_names)
+    resolve_defaults(args, demo)
     if args.optimizer.lower() not in mx.optimizer.Optimizer.opt_registry:
         raise UsageError('unknown --optimizer %r; choose one of %s' % (
             args.optimizer, ', '.join(sorted(mx.optimizer.Optimizer.opt_registry))))
     if args.load_epoch is not None:
         if args.pretrained:
             raise UsageError('give --load-epoch (resume) or --pretrained (fine-tune), not both')
+        if args.overwrite:
+            raise UsageError('give --load-epoch (resume the run) or --overwrite (replace it), '
+                             'not both')
         if not args.model_prefix:
             raise UsageError('--load-epoch needs the --model-prefix of the run to resume')
-        if not 1 <= args.load_epoch < args.num_epochs:
+        if not args.load_epoch < args.num_epochs:
             raise UsageError('--load-epoch must be in [1, --num-epochs=%d), got %d'
                              % (args.num_epochs, args.load_epoch))
     if (args.freeze_features or args.features_lr_mult != 1.0) and not args.pretrained:
         raise UsageError('--freeze-features and --features-lr-mult need --pretrained')
+    if class_names and len(class_names) != args.num_classes:
+        raise UsageError('--num-classes is %d but the labels file beside %s lists %d classes'
+                         % (args.num_classes, args.data_train, len(class_names)))
+    contexts = get_contexts(args.gpus, args.cpus)
+    check_batch_split(args.batch_size, contexts)
+    if args.dtype == 'float16' and contexts[0].device_type == 'cpu':
+        raise UsageError('--dtype float16 needs --gpus: MXNet has no float16 matrix multiply '
+                         'on the CPU')
+    image_shape = (symbols.parse_image_shape(args.image_shape) if args.image_shape
+                   else symbols.default_image_shape(args.network))
+    symbol = symbols.get_symbol(args.network, args.num_classes, image_shape, dtype=args.dtype,
+                                dropout=args.dropout)
+    return SimpleNamespace(
+        demo=demo, class_names=class_names, contexts=contexts, image_shape=image_shape,
+        symbol=symbol, step_epochs=parse_epochs(args.lr_step_epochs),
+        name='digits-' + args.network if demo else args.network)
 
 
-def _default_prefix(name):
-    """``checkpoints/NAME``, or ``NAME-2``, ``-3``... so a new run never overwrites an old one."""
-    base = os.path.join('checkpoints', name)
-    prefix, number = base, 1
-    while os.path.exists(ckpt.symbol_path(prefix)):
-        number += 1
-        prefix = '%s-%d' % (base, number)
-    return prefix
+@contextlib.contextmanager
+def claimed_prefix(args, name, writes):
+    """``with claimed_prefix(args, name, writes) as prefix``: the prefix the run writes to,
+    locked (``PrefixLock``) until the run ends.
+
+    ``--model-prefix``, else the first ``checkpoints/NAME``, ``NAME-2``, ``-3``... that holds
+    no run's files and no other run has locked. Under the lock the temporary files of writes
+    killed earlier are removed, a prefix that holds a run is refused unless ``--load-epoch``
+    resumes it or ``--overwrite`` replaces it, and a probe file is written: a read-only
+    folder, a file in the path or a full disk fail now, in one line. A process that writes
+    nothing (rank > 0, ``--test-io``, ``--benchmark`` without a prefix) claims nothing."""
+    if not writes:
+        yield args.model_prefix or os.path.join(DEFAULT_FOLDER, name)
+        return
+    prefix, lock = _lock_prefix(args, name)
+    try:
+        yield prefix
+    finally:
+        lock.release()
+
+
+def _lock_prefix(args, name):
+    prefix = args.model_prefix
+    try:
+        if prefix:
+            lock = PrefixLock(prefix, 'training run').acquire()
+        else:
+            prefix, lock = _free_default_prefix(name)
+    except OSError as err:
+        raise _unwritable(prefix or os.path.join(DEFAULT_FOLDER, name), err) from None
+    try:
+        ckpt.remove_files(ckpt.temporary_files(prefix))
+        _refuse_to_replace(args, prefix)
+        ckpt.check_writable(prefix)
+    except OSError as err:
+        lock.release()
+        raise _unwritable(prefix, err) from None
+    except BaseException:
+        lock.release()
+        raise
+    return prefix, lock
+
+
+def _unwritable(prefix, err):
+    return UsageError('cannot write checkpoints to %s: %s; choose a --model-prefix in a '
+                      'writable folder' % (prefix, describe_os_error(err)))
+
+
+def _free_default_prefix(name):
+    base = os.path.join(DEFAULT_FOLDER, name)
+    for number in itertools.count(1):
+        prefix = base if number == 1 else '%s-%d' % (base, number)
+        if ckpt.run_files(prefix):
+            continue
+        try:
+            lock = PrefixLock(prefix, 'training run').acquire()
+        except UsageError:      # another run is starting there
+            continue
+        if not ckpt.run_files(prefix):
+            return prefix, lock
+        lock.release()          # a run finished there between the look and the lock
+
+
+def _refuse_to_replace(args, prefix):
+    files = ckpt.run_files(prefix)
+    if not files or args.load_epoch is not None or args.overwrite:
+        return
+    latest = ckpt.latest_epoch(prefix)
+    raise UsageError('%s already holds a training run (%s%s); %spass --overwrite to replace it, '
+                     'or choose another --model-prefix'
+                     % (prefix, os.path.basename(files[0]),
+                        ' and %d more files' % (len(files) - 1) if len(files) > 1 else '',
+                        'resume it with --load-epoch %d, ' % latest if latest else ''))
 
 
 def _check_resume_meta(args, meta, image_shape):
     for key, ours in (('network', args.network), ('num_classes', args.num_classes),
-                      ('image_shape', list(image_shape)), ('dtype', args.dtype)):
+                      ('image_shape', list(image_shape)), ('dtype', args.dtype),
+                      ('optimizer', args.optimizer.lower())):
         if key in meta and meta[key] != ours:
             raise UsageError('%s was trained with %s=%s, but this run has %s; pass the same '
                              'flags to resume' % (ckpt.sidecar_path(args.model_prefix), key,
                                                   meta[key], ours))
 
 
-def prepare(args):
-    """Every check a user's mistake can fail, then data, graph and kvstore: returns the run."""
-    demo = not args.data_train and not args.benchmark
-    if demo and args.data_val:
-        raise UsageError('--data-val needs --data-train')
-    contexts = get_contexts(args.gpus, args.cpus)
-    class_names = None
-    if args.data_train and not args.benchmark:
-        from iterators import check_record_file
-        check_record_file(args.data_train)
-        if args.data_val:
-            check_record_file(args.data_val)
-        class_names = read_class_names(args.data_train)
-        if class_names and args.num_classes is None:
-            args.num_classes = len(class_names)
-    resolve_defaults(args, demo)
-    _check_numbers(args)
-    check_batch_split(args.batch_size, contexts)
-    if args.dtype == 'float16' and contexts[0].device_type == 'cpu':
-        raise UsageError('--dtype float16 needs --gpus: MXNet has no float16 matrix multiply '
-                         'on the CPU')
-    if class_names and len(class_names) != args.num_classes:
-        raise UsageError('--num-classes is %d but the labels file beside %s lists %d classes'
-                         % (args.num_classes, args.data_train, len(class_names)))
-    image_shape = (symbols.parse_image_shape(args.image_shape) if args.image_shape
-                   else symbols.default_image_shape(args.network))
-    symbol = symbols.get_symbol(args.network, args.num_classes, image_shape, dtype=args.dtype,
-                                dropout=args.dropout)
-    step_epochs = parse_epochs(args.lr_step_epochs)
-    name = 'digits-' + args.network if demo else args.network
-    prefix = args.model_prefix or _default_prefix(name)
+def _load_resume_point(args, prefix, setup, data_shape):
+    """``(meta, rows, arg_params, aux_params)`` of the complete checkpoint ``--load-epoch``."""
+    complete = ckpt.recorded_epochs(prefix)
+    if args.load_epoch not in complete:
+        if not complete:
+            raise UsageError('checkpoint to resume not found: %s holds no complete epoch'
+                             % prefix)
+        raise UsageError('epoch %d of %s is not a complete checkpoint (its save was cut short, '
+                         'or pruned); complete epochs: %s'
+                         % (args.load_epoch, prefix, ', '.join(map(str, complete))))
+    meta = ckpt.read_sidecar(prefix)
+    _check_resume_meta(args, meta, setup.image_shape)
+    rows = read_metrics_csv(metrics_path(prefix), args.load_epoch)
+    _, arg_params, aux_params = ckpt.load_checkpoint(prefix, args.load_epoch)
+    finetune.check_compatible(setup.symbol, data_shape, arg_params, aux_params,
+                              ckpt.params_path(prefix, args.load_epoch))
+    ckpt.check_optimizer_states(prefix, args.load_epoch)
+    return meta, rows, arg_params, aux_params
+
+
+def _check_free_space(args, prefix, symbol, data_shape):
+    """Refuse to start when not even one checkpoint (weights, optimizer state of about the
+    same size, and the best copy) fits beside ``prefix``."""
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
+    shapes = [s for n, s in zip(symbol.list_arguments(), arg_shapes)
+              if n not in ('data', 'softmax_label')] + aux_shapes
+    needed = 3 * sum(int(np.prod(s)) for s in shapes) * np.dtype(args.dtype).itemsize
+    free = ckpt.free_bytes(prefix)
+    if args.overwrite:
+        free += sum(os.path.getsize(p) for p in ckpt.run_files(prefix))
+    if free < needed:
+        raise UsageError('the folder of %s has %.1f MB free, but a checkpoint of this network '
+                         'needs about %.0f MB (weights, optimizer state, best copy); free some '
+                         'space or choose another --model-prefix'
+                         % (prefix, free / 1e6, needed / 1e6))
+
+
+def prepare(args, setup, kv, prefix, writes, check=lambda: None):
+    """Every remaining check a user's mistake can fail -- checkpoint to resume, free space,
+    every record of the data -- then the data iterators: returns the run. ``check()``
+    between the steps may raise to abort."""
+    rank, num_workers = worker_of(kv)
+    symbol, image_shape, class_names = setup.symbol, setup.image_shape, setup.class_names
     data_shape = (args.batch_size,) + tuple(image_shape)
 
-    arg_params, aux_params, meta = None, None, {}
+    arg_params, aux_params, meta, rows = None, None, {}, []
     if args.load_epoch is not None:
-        meta = ckpt.read_sidecar(prefix)
-        _check_resume_meta(args, meta, image_shape)
-        _, arg_params, aux_params = ckpt.load_checkpoint(prefix, args.load_epoch)
-        finetune.check_compatible(symbol, data_shape, arg_params, aux_params,
-                                  ckpt.params_path(prefix, args.load_epoch))
+        meta, rows, arg_params, aux_params = _load_resume_point(args, prefix, setup, data_shape)
     elif args.pretrained:
         arg_params, aux_params = finetune.load_params_file(args.pretrained, args.network)
         arg_params = finetune.without_head(arg_params)
@@ -147,14 +254,20 @@ def prepare(args):
         fixed = finetune.feature_params(symbol)
     elif args.pretrained and args.features_lr_mult != 1.0:
         finetune.set_lr_mult(symbol, finetune.feature_params(symbol), args.features_lr_mult)
+    if writes:
+        _check_free_space(args, prefix, symbol, data_shape)
+    check()
 
-    kv = create_kvstore(args.kv_store, contexts)
-    rank, num_workers = worker_of(kv)
-    setup_logging(rank, num_workers)
-    if demo:
+    if setup.demo:
         data_train, data_val, class_names = demo_records(progress=args.progress and rank == 0)
     else:
         data_train, data_val = args.data_train, args.data_val
+    if not args.benchmark:
+        from iterators import check_record_file
+        for path in (data_train, data_val):
+            if path:
+                check_record_file(path, args.num_classes)
+                check()
     make_train_iter, val_iter = _iter_factories(args, data_train, data_val, image_shape, rank,
                                                 num_workers)
     train_iter = make_train_iter(1)
@@ -163,14 +276,20 @@ def prepare(args):
     else:
         epoch_updates = train_iter.batches_per_epoch
     scheduler = create_scheduler(args.lr_scheduler, args.lr, epoch_updates, args.num_epochs,
-                                 step_epochs=step_epochs, factor=args.lr_factor,
+                                 step_epochs=setup.step_epochs, factor=args.lr_factor,
                                  warmup_epochs=args.warmup_epochs)
+    if writes and args.overwrite:
+        old = ckpt.run_files(prefix)
+        ckpt.remove_files(old)
+        if old:
+            logging.info('--overwrite: removed the %d files of the earlier run at %s', len(old),
+                         prefix)
     return SimpleNamespace(
-        args=args, contexts=contexts, kv=kv, rank=rank, num_workers=num_workers, symbol=symbol,
-        image_shape=image_shape, prefix=prefix, class_names=class_names, train_iter=train_iter,
-        make_train_iter=make_train_iter, val_iter=val_iter, epoch_updates=epoch_updates,
-        scheduler=scheduler, arg_params=arg_params, aux_params=aux_params, meta=meta,
-        fixed_params=fixed)
+        args=args, contexts=setup.contexts, kv=kv, rank=rank, num_workers=num_workers,
+        symbol=symbol, image_shape=image_shape, prefix=prefix, writes=writes,
+        class_names=class_names, train_iter=train_iter, make_train_iter=make_train_iter,
+        val_iter=val_iter, epoch_updates=epoch_updates, scheduler=scheduler,
+        arg_params=arg_params, aux_params=aux_params, meta=meta, rows=rows, fixed_params=fixed)
 
 
 def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
@@ -204,12 +323,13 @@ def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
     return records, val
 
 
-def measure_io(run):
+def measure_io(run, stop):
     """``--test-io``: read one epoch of training data, no compute; report images/s."""
     args, data = run.args, run.train_iter
     start, images = time.time(), 0
     with epoch_bar(0, 1, data.batches_per_epoch * args.batch_size, args.progress) as bar:
         for batch in data:
+            stop.check()
             batch.data[0].wait_to_read()
             images += args.batch_size - batch.pad
             bar.update(args.batch_size)
@@ -274,76 +394,131 @@ def _restore_optimizer_states(run, module):
                          'resume with the same --gpus/--cpus/--kv-store'
                          % (path, copies, _state_copies(run, module)))
     if _can_save_states(run):
-        module.load_optimizer_states(path)
+        module.load_optimizer_states(path)   # checked by _load_resume_point
 
 
-def evaluate(module, data, top_k):
-    """Top-1/top-k accuracy and loss over the real rows of ``data`` (padding excluded)."""
+def evaluate(module, data, top_k, check=lambda: None):
+    """Top-1/top-k accuracy and loss over the real rows of ``data`` (padding excluded);
+    ``check()`` runs before every batch (it may raise to abort)."""
     metrics = TopKMetrics(top_k)
     data.reset()
     for batch in data:
+        check()
         module.forward(batch, is_train=False)
         metrics.update(module.get_outputs()[0].asnumpy(), batch.label[0].asnumpy(), batch.pad)
     return metrics.result()
 
 
 class Recorder(object):
-    """Rank 0's per-epoch files: checkpoint, optimizer state, sidecar, CSV, plot, best."""
+    """Rank 0's per-epoch files: checkpoint, optimizer state, CSV, best copy, sidecar, plot.
+
+    A checkpoint is recorded all-or-nothing: its entry in the sidecar is written after every
+    other file of the epoch, and only then are old epochs pruned, so a save cut short (a
+    second Ctrl-C, a full disk, a kill) leaves the previous checkpoints as they were and an
+    epoch the sidecar does not list, which every reader treats as absent."""
 
     def __init__(self, run, start_epoch):
         self.run = run
         args = run.args
-        self.rows = read_metrics_csv(metrics_path(run.prefix), start_epoch) if start_epoch else []
+        self.rows = run.rows
         checkpoints = {k: v for k, v in run.meta.get('checkpoints', {}).items()
                        if int(k) <= start_epoch}
         self.meta = dict(
             network=args.network, num_classes=args.num_classes,
             image_shape=list(run.image_shape), mean_rgb=list(args.rgb_mean),
             std_rgb=list(args.rgb_std) if args.rgb_std else None,
-            class_names=run.class_names, dtype=args.dtype, epoch=start_epoch,
-            best_epoch=None, best_val_top1=None, checkpoints=checkpoints,
+            class_names=run.class_names, dtype=args.dtype, optimizer=args.optimizer.lower(),
+            epoch=start_epoch, best_epoch=None, best_val_top1=None, checkpoints=checkpoints,
             batch_size=args.batch_size, pretrained=args.pretrained or run.meta.get('pretrained'))
-        self._update_best()
-        # Resumed before the old best epoch: P-best.params must follow the kept rows.
-        best = self.meta['best_epoch']
-        if run.rank == 0 and best and best != run.meta.get('best_epoch'):
-            ckpt.mark_best(run.prefix, best)
+        self.meta.update(_best_of(self.rows))
+        if run.writes and start_epoch:
+            self._restore_best(start_epoch)
 
-    def _update_best(self):
-        scored = [r for r in self.rows if r.get('val_top1') not in (None, '')]
-        if not scored:
-            return False
-        best = max(scored, key=lambda r: (float(r['val_top1']), -int(r['epoch'])))
-        changed = self.meta['best_epoch'] != int(best['epoch'])
-        self.meta.update(best_epoch=int(best['epoch']), best_val_top1=float(best['val_top1']))
-        return changed
+    def _restore_best(self, start_epoch):
+        """On resume, ``P-best.params`` goes back to the best epoch up to ``start_epoch``: a
+        later epoch of the run being continued, or a save cut short before its sidecar
+        entry, may have replaced it."""
+        prefix, best = self.run.prefix, self.meta['best_epoch']
+        if best is not None and os.path.isfile(ckpt.params_path(prefix, best)):
+            ckpt.mark_best(prefix, best)
+            return
+        stale = ckpt.best_params_path(prefix)
+        if os.path.exists(stale):
+            os.remove(stale)
+            logging.warning('removed %s: it held weights of a later epoch than %d, and %s',
+                            stale, start_epoch, 'no earlier epoch was validated' if best is None
+                            else 'epoch %d (the best up to %d) was pruned' % (best, start_epoch))
 
     @property
     def wall_seconds(self):
         return float(self.rows[-1]['wall_seconds']) if self.rows else 0.0
 
-    def save(self, module, epoch, row, num_update, batches, partial):
+    def why_nothing_saved(self):
+        if self.run.rank != 0:
+            return 'nothing saved: rank 0 writes the checkpoints'
+        return 'nothing saved (--benchmark without --model-prefix)'
+
+    def resume_hint(self):
+        """Which checkpoint is complete and how to continue from it."""
+        latest = ckpt.latest_epoch(self.run.prefix)
+        if latest is None:
+            return 'no checkpoint of this run is complete yet'
+        return ('checkpoint %d is complete: resume with --model-prefix %s --load-epoch %d'
+                % (latest, self.run.prefix, latest))
+
+    def save(self, module, epoch, row, num_update, batches, partial, check=lambda: None):
+        """Record checkpoint ``epoch`` (``check()`` between files may raise to abort);
+        returns whether this process wrote it. A file-system failure is one line saying
+        which checkpoint is still complete."""
         run = self.run
-        # Workers other than rank 0 hold the same weights; --benchmark without an explicit
-        # --model-prefix only measures speed.
-        if run.rank != 0 or (run.args.benchmark and not run.args.model_prefix):
-            return
-        arg_params, aux_params = module.get_params()
-        ckpt.save_checkpoint(run.prefix, epoch, run.symbol, arg_params, aux_params)
-        if _can_save_states(run):
-            ckpt.save_optimizer_states(module, run.prefix, epoch)
-        self.rows = [r for r in self.rows if int(r['epoch']) < epoch] + [row]
-        write_metrics_csv(metrics_path(run.prefix), self.rows)
-        self.meta['checkpoints'][str(epoch)] = dict(
-            num_update=num_update, batches=batches, partial=partial,
-            state_copies=_state_copies(run, module))
-        self.meta['epoch'] = epoch
-        if self._update_best() and self.meta['best_epoch'] == epoch:
-            ckpt.mark_best(run.prefix, epoch)
-        for old in ckpt.prune_epochs(run.prefix, epoch, run.args.keep_checkpoints):
-            self.meta['checkpoints'].pop(str(old), None)
-        ckpt.write_sidecar(run.prefix, self.meta)
-        plot_curves(curves_path(run.prefix), self.rows, run.args.top_k)
+        if not run.writes:
+            return False
+        try:
+            arg_params, aux_params = module.get_params()
+            ckpt.save_checkpoint(run.prefix, epoch, run.symbol, arg_params, aux_params)
+            check()
+            if _can_save_states(run):
+                ckpt.save_optimizer_states(module, run.prefix, epoch)
+                check()
+            rows = [r for r in self.rows if int(r['epoch']) < epoch] + [row]
+            write_metrics_csv(metrics_path(run.prefix), rows)
+            check()
+            meta = dict(self.meta, epoch=epoch, checkpoints=dict(self.meta['checkpoints']),
+                        **_best_of(rows))
+            meta['checkpoints'][str(epoch)] = dict(
+                num_update=num_update, batches=batches, partial=partial,
+                state_copies=_state_copies(run, module))
+            if meta['best_epoch'] == epoch:
+                ckpt.mark_best(run.prefix, epoch)
+                check()
+            pruned = ckpt.epochs_to_prune(run.prefix, epoch, run.args.keep_checkpoints,
+                                          spare=_restore_point(rows, epoch, run.args))
+            for old in pruned:
+                meta['checkpoints'].pop(str(old), None)
+            ckpt.write_sidecar(run.prefix, meta)      # from here on, the checkpoint is recorded
+        except OSError as err:
+            raise UsageError('could not save checkpoint %d: %s; %s' % (
+                epoch, describe_os_error(err), self.resume_hint())) from None
+        self.rows, self.meta = rows, meta
+        ckpt.remove_epochs(run.prefix, pruned)
+        plot_curves(curves_path(run.prefix), rows, run.args.top_k)
+        return True
+
+
+def _best_of(rows):
+    """``best_epoch``/``best_val_top1`` of the validated rows (the earliest on a tie)."""
+    scored = [r for r in rows if r.get('val_top1') not in (None, '')]
+    if not scored:
+        return dict(best_epoch=None, best_val_top1=None)
+    best = max(scored, key=lambda r: (float(r['val_top1']), -int(r['epoch'])))
+    return dict(best_epoch=int(best['epoch']), best_val_top1=float(best['val_top1']))
+
+
+def _restore_point(rows, epoch, args):
+    """The epoch ``P-best.params`` must be restored from when the oldest epoch kept after
+    saving ``epoch`` is resumed: pruning spares it, so every kept epoch can be resumed."""
+    oldest = epoch - args.keep_checkpoints + 1
+    return _best_of([r for r in rows if int(r['epoch']) <= oldest])['best_epoch']
 
 
 def _row(epoch, train, val, lr, images, seconds, wall):
@@ -368,12 +543,14 @@ def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
     with epoch_bar(epoch - 1, args.num_epochs, data.batches_per_epoch * per_batch,
                    args.progress and run.rank == 0) as bar:
         for nbatch, batch in enumerate(data, 1):
+            stop.check()
             if run.monitor:
                 run.monitor.tic()
             module.forward_backward(batch)
             module.update()
             loss = metrics.update(module.get_outputs()[0].asnumpy(), batch.label[0].asnumpy(),
                                   batch.pad)
+            stop.check()
             check_finite(loss, epoch, nbatch)
             if run.monitor:
                 run.monitor.toc_print()
@@ -404,12 +581,21 @@ def _log_done(run, recorder, result):
                  recorder.wall_seconds, scores, run.prefix)
 
 
-def train(run):
+def _saved(run, recorder, epoch, saved, what):
+    """What a stopped run tells: only what this process did."""
+    if not saved:
+        return recorder.why_nothing_saved()
+    return 'saved %s%s. Resume with --model-prefix %s --load-epoch %d' % (
+        ckpt.params_path(run.prefix, epoch), what, run.prefix, epoch)
+
+
+def train(run, stop):
     """The epochs from ``--load-epoch`` (or 1) to ``--num-epochs``, saving after each."""
     args = run.args
     start_epoch = args.load_epoch or 0
     num_update = _begin_num_update(run)
     module = build_module(run, num_update)
+    stop.check()
     recorder = Recorder(run, start_epoch)
     speedometer = Speedometer(args.batch_size, args.disp_batches)
     metrics = TopKMetrics(args.top_k)
@@ -421,36 +607,45 @@ def train(run):
                  run.epoch_updates, run.prefix)
     result = SimpleNamespace(prefix=run.prefix, epoch=start_epoch, stopped_by=None,
                              module=module, rows=recorder.rows, meta=recorder.meta)
-    with StopRequest() as stop:
+    stop.check()
+    stop.can_save = True
+    epoch = start_epoch
+    try:
         for epoch in range(start_epoch + 1, args.num_epochs + 1):
             data = run.train_iter if epoch == 1 else run.make_train_iter(epoch)
-            nbatch, images, seconds = train_epoch(run, module, data, epoch, stop, speedometer,
-                                                  metrics)
+            nbatch, images, seconds = train_epoch(run, module, data, epoch, stop,
+                                                  speedometer, metrics)
             num_update += nbatch
             lr = run.scheduler(max(num_update, 1))
             wall = recorder.wall_seconds + seconds
             if stop.requested and nbatch < data.batches_per_epoch:
                 row = _row(epoch, metrics.result(), None, lr, images, seconds, wall)
-                recorder.save(module, epoch, row, num_update, nbatch, partial=True)
+                saved = recorder.save(module, epoch, row, num_update, nbatch, partial=True,
+                                      check=stop.check)
                 result.stopped_by, result.epoch = signal.Signals(stop.signum).name, epoch
-                logging.warning('stopped in epoch %d after %d of %d batches; saved %s (partial '
-                                'epoch). Resume with --model-prefix %s --load-epoch %d',
-                                epoch, nbatch, data.batches_per_epoch,
-                                ckpt.params_path(run.prefix, epoch), run.prefix, epoch)
+                logging.warning('stopped in epoch %d after %d of %d batches; %s', epoch,
+                                nbatch, data.batches_per_epoch,
+                                _saved(run, recorder, epoch, saved, ' (partial epoch)'))
                 break
-            val = evaluate(module, run.val_iter, args.top_k) if run.val_iter else None
+            val = (evaluate(module, run.val_iter, args.top_k, stop.check) if run.val_iter
+                   else None)
             if val is not None:
                 check_finite(val['loss'], epoch)
             _log_epoch(epoch, metrics, val, seconds, images, lr, args.top_k)
             row = _row(epoch, metrics.result(), val, lr, images, seconds, wall)
-            recorder.save(module, epoch, row, num_update, nbatch, partial=False)
+            saved = recorder.save(module, epoch, row, num_update, nbatch, partial=False,
+                                  check=stop.check)
             result.epoch = epoch
             if stop.requested:
                 result.stopped_by = signal.Signals(stop.signum).name
-                logging.warning('stopped after epoch %d; saved %s. Resume with --model-prefix '
-                                '%s --load-epoch %d', epoch, ckpt.params_path(run.prefix, epoch),
-                                run.prefix, epoch)
+                logging.warning('stopped after epoch %d; %s', epoch,
+                                _saved(run, recorder, epoch, saved, ''))
                 break
-    result.rows = recorder.rows
+    except KeyboardInterrupt:
+        if run.writes:
+            logging.warning('aborted in epoch %d without saving it; %s', epoch,
+                            recorder.resume_hint())
+        raise
+    result.rows, result.meta = recorder.rows, recorder.meta
     _log_done(run, recorder, result)
     return result

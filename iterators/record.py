@@ -9,25 +9,37 @@ per epoch, ``ceil(largest shard / batch_size)``, so ``dist_sync`` workers never 
 other at an epoch end: a shorter training shard starts a fresh (reshuffled) pass to fill its
 epoch, a shorter validation shard ends with all-filler batches (``pad == batch_size``).
 """
+import logging
 import os
+import time
 
+import cv2
 import mxnet as mx
+import numpy as np
 
 from engine.errors import UsageError
 from iterators.normalize import MEAN_RGB, check_mean_std
-from iterators.recordfile import check_record_file, index_path, part_range
+from iterators.recordfile import check_record_file, index_path, part_range, read_index
 
 # Random-resized-crop ranges of the Inception/ResNet recipe (torchvision and GluonCV defaults).
 RANDOM_AREA = (0.08, 1.0)
 ASPECT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+# ImageRecordIter decodes 3 channels as colour and 1 as grayscale; mean/std are per RGB channel.
+CHANNELS = (1, 3)
+# How long a failed read may spend decoding records to name the one that does not decode.
+SEARCH_SECONDS = 30
 
 
 class ShardIter(mx.io.DataIter):
     """Exactly ``batches_per_epoch`` batches per epoch from one shard, with exact ``pad``."""
 
-    def __init__(self, record_iter, part_size, batches_per_epoch, refill, dtype='float32'):
+    def __init__(self, record_iter, part_size, batches_per_epoch, refill, dtype='float32', *,
+                 path_rec, begin=0, channels=3):
         super().__init__(record_iter.batch_size)
         self._iter = record_iter
+        self.path_rec = path_rec
+        self._begin = begin
+        self._channels = channels
         self._refill = refill
         self._dtype = dtype
         self.part_size = part_size
@@ -40,7 +52,7 @@ class ShardIter(mx.io.DataIter):
         self._last = None
 
     def reset(self):
-        self._iter.reset()
+        self._read(self._iter.reset)
         self._served = 0
         self._left = self.part_size
 
@@ -51,9 +63,9 @@ class ShardIter(mx.io.DataIter):
         if self._left == 0:
             if not self._refill:
                 return self._batch(self._last.data, self._last.label, self.batch_size)
-            self._iter.reset()
+            self._read(self._iter.reset)
             self._left = self.part_size
-        batch = self._iter.next()
+        batch = self._read(self._iter.next)
         real = min(self._left, self.batch_size)
         self._left -= real
         data, label = batch.data, batch.label
@@ -65,6 +77,18 @@ class ShardIter(mx.io.DataIter):
             data = [d.astype(self._dtype) for d in data]
         self._last = self._batch(data, label, self.batch_size - real)
         return self._last
+
+    def _read(self, step):
+        """``step()`` of the C++ iterator, whose failures (an image that does not decode, or
+        has other channels than asked for) become one line naming the file and the record."""
+        try:
+            return step()
+        except mx.base.MXNetError as err:
+            # The failing batch's records when reading in file order; shuffled, any of the shard.
+            start = ((self._served - 1) * self.batch_size) % self.part_size
+            order = list(range(start, self.part_size)) + list(range(start))
+            raise read_error(self.path_rec, err, [self._begin + i for i in order],
+                             self._channels) from None
 
     def _batch(self, data, label, pad):
         return mx.io.DataBatch(data, label, pad=pad, provide_data=self.provide_data,
@@ -82,6 +106,9 @@ def get_train_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=
     (``random_area`` of the image, ``aspect_ratio`` w/h range), mean/std normalisation,
     reshuffled every epoch. ``seed`` fixes the shuffle order; augmentation draws differ per
     epoch (MXNet's per-thread generators)."""
+    if _channels(image_shape) == 1 and (pca_noise or color_jitter):
+        raise UsageError('PCA lighting noise and colour jitter change colours: with 1-channel '
+                         '(grayscale) images pass --pca-noise 0 --color-jitter 0')
     # seed_aug is left out on purpose: in MXNet 1.9.1 it re-seeds the augmenters at every
     # reset(), so each epoch would repeat the same crops and mirrors.
     aug = dict(rand_crop=True, rand_mirror=bool(mirror), shuffle=bool(shuffle), seed=int(seed),
@@ -105,6 +132,46 @@ def get_val_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=ME
                        part_index, num_threads, dtype, resize, prefetch_buffer, {}, refill=False)
 
 
+def read_error(path_rec, err, positions, channels):
+    """The ``UsageError`` for an ``MXNetError`` of ``ImageRecordIter`` on ``path_rec``: it names
+    the first record (of those at ``positions`` in file order, the likeliest first) that does
+    not decode, else repeats MXNet's reason."""
+    keys = read_index(path_rec).keys
+    key = first_undecodable(path_rec, [keys[i] for i in positions], channels)
+    if key is not None:
+        return UsageError('%s: record %s is not a decodable image; convert the images again with '
+                          'python -m tools.im2rec (it skips files that do not decode)'
+                          % (path_rec, key))
+    reason = [line for line in str(err).splitlines() if line.strip()][-1]
+    return UsageError('reading %s failed: %s; the file may be damaged: convert the images again '
+                      'with python -m tools.im2rec'
+                      % (path_rec, reason.replace('MXNetError: ', '')))
+
+
+def first_undecodable(path_rec, keys, channels=3, seconds=SEARCH_SECONDS):
+    """The first of ``keys`` whose image OpenCV cannot decode, looking for at most ``seconds``;
+    None when all of those decode."""
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    reader = mx.recordio.MXIndexedRecordIO(index_path(path_rec), path_rec, 'r')
+    start = time.monotonic()
+    told = False
+    try:
+        for key in keys:
+            _, encoded = mx.recordio.unpack(reader.read_idx(int(key)))
+            if cv2.imdecode(np.frombuffer(encoded, np.uint8), flag) is None:
+                return key
+            waited = time.monotonic() - start
+            if waited > seconds:
+                return None
+            if waited > 2 and not told:
+                logging.warning('reading %s failed: looking for the record that does not '
+                                'decode (at most %d s)...', path_rec, seconds)
+                told = True
+    finally:
+        reader.close()
+    return None
+
+
 def get_rec_iters(data_train, data_val, batch_size, image_shape=(3, 227, 227), **kwargs):
     """``(train, val)`` iterators; ``val`` is ``None`` without ``data_val``. ``kwargs`` go to
     ``get_train_iter``; the ones that also apply to validation go to ``get_val_iter``."""
@@ -120,8 +187,7 @@ def get_rec_iters(data_train, data_val, batch_size, image_shape=(3, 227, 227), *
 
 def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts, part_index,
                 num_threads, dtype, resize, prefetch_buffer, aug, refill):
-    import symbols
-    image_shape = symbols.parse_image_shape(image_shape)
+    image_shape = _parse_shape(image_shape)
     mean, std = check_mean_std(mean_rgb, std_rgb)
     std = std or (1.0, 1.0, 1.0)
     if batch_size < 1:
@@ -129,12 +195,29 @@ def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
     num_records = check_record_file(path_rec)
     begin, end = part_range(num_records, num_parts, part_index)
     largest = part_range(num_records, num_parts, 0)[1]
-    record_iter = mx.io.ImageRecordIter(
-        path_imgrec=path_rec, path_imgidx=index_path(path_rec), data_shape=image_shape,
-        batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
-        preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
-        resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
-        std_g=std[1], std_b=std[2], data_name='data', label_name='softmax_label', verbose=False,
-        **aug)
+    try:   # it reads its first batch already
+        record_iter = mx.io.ImageRecordIter(
+            path_imgrec=path_rec, path_imgidx=index_path(path_rec), data_shape=image_shape,
+            batch_size=batch_size, num_parts=num_parts, part_index=part_index, round_batch=False,
+            preprocess_threads=num_threads or os.cpu_count() or 1, prefetch_buffer=prefetch_buffer,
+            resize=resize or -1, mean_r=mean[0], mean_g=mean[1], mean_b=mean[2], std_r=std[0],
+            std_g=std[1], std_b=std[2], data_name='data', label_name='softmax_label',
+            verbose=False, **aug)
+    except mx.base.MXNetError as err:
+        raise read_error(path_rec, err, range(begin, end), image_shape[0]) from None
     # ImageRecordIter in 1.9.1 makes no float16 ('unknown dtype'): ShardIter casts instead
-    return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill, dtype)
+    return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill, dtype,
+                     path_rec=path_rec, begin=begin, channels=image_shape[0])
+
+
+def _parse_shape(image_shape):
+    import symbols
+    shape = symbols.parse_image_shape(image_shape)
+    if shape[0] not in CHANNELS:
+        raise UsageError('image shape %s: the record iterators read 3 channels (colour) or 1 '
+                         '(grayscale), not %d' % (','.join(map(str, shape)), shape[0]))
+    return shape
+
+
+def _channels(image_shape):
+    return _parse_shape(image_shape)[0]

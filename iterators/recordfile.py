@@ -1,11 +1,35 @@
-"""Checks on a ``.rec``/``.idx`` pair and the record ranges of its shards."""
+"""Checks on a ``.rec``/``.idx`` pair and the record ranges of its shards.
+
+MXNet's C++ reader trusts the file: a damaged record aborts the whole process, and a label
+outside the class count trains silently wrong (or fails only when it is scored). So
+``check_record_file`` reads, through the ``.idx``, the framing and image header of *every*
+record -- a few dozen bytes each, not the images -- and refuses a bad file in one line that
+names the record, before any work.
+"""
+import collections
 import os
 import struct
 
+import numpy as np
+
 from engine.errors import UsageError
 
-_MAGIC = 0xced7230a          # dmlc RecordIO: every record starts with this uint32
-_LENGTH_MASK = (1 << 29) - 1  # the next uint32 holds the length in its low 29 bits
+_MAGIC = 0xced7230a           # dmlc RecordIO: every record part starts with this uint32
+_PART = struct.Struct('<II')  # magic, then cflag (top 3 bits) | length (low 29 bits)
+_LENGTH_MASK = (1 << 29) - 1
+_IMAGE_HEADER = struct.Struct('<IfQQ')   # mx.recordio.IRHeader: flag, label, id, id2
+# A record whose payload holds the magic number is stored as parts: cflag 1 starts it,
+# 2 continues it, 3 ends it; 0 is a record in one part.
+_WHOLE, _FIRST, _MIDDLE, _LAST = range(4)
+
+RecordIndex = collections.namedtuple('RecordIndex', 'keys offsets labels label_counts')
+RecordIndex.__doc__ = """What the check read, in file order (the order of ``ImageRecordIter``
+without shuffling, and of its shards): each record's ``.idx`` key and offset, its first label
+and how many labels it has."""
+
+# Files already checked in this process, by identity and modification time: the training loop
+# makes a new iterator every epoch and must not read a large file's headers again each time.
+_CHECKED = {}
 
 
 def index_path(path_rec):
@@ -13,13 +37,23 @@ def index_path(path_rec):
     return os.path.splitext(path_rec)[0] + '.idx'
 
 
-def check_record_file(path_rec):
-    """Number of records in ``path_rec``, read from its ``.idx``.
+def check_record_file(path_rec, num_classes=None):
+    """Number of records in ``path_rec``, after checking every one of them.
 
-    Raises a one-line ``UsageError`` when the ``.rec`` or ``.idx`` is missing or empty, or
-    when the index does not fit the record file (an offset past its end, or a first/last
-    record that is not a complete RecordIO record: a truncated or mismatched pair).
+    Raises a one-line ``UsageError`` when the ``.rec`` or ``.idx`` is missing or empty, when
+    a record is not where the index says or does not end where the next one starts (a
+    truncated or damaged ``.rec``, or an ``.idx`` of another file), and, given
+    ``num_classes``, when a record's label is not a whole number in ``[0, num_classes)`` or
+    it has several labels.
     """
+    index = read_index(path_rec)
+    if num_classes is not None:
+        _check_labels(path_rec, index, num_classes)
+    return len(index.offsets)
+
+
+def read_index(path_rec):
+    """The ``RecordIndex`` of a checked ``path_rec`` (see ``check_record_file``)."""
     path_idx = index_path(path_rec)
     for path, kind in ((path_rec, 'record file'), (path_idx, 'index file')):
         if not os.path.isfile(path):
@@ -27,40 +61,117 @@ def check_record_file(path_rec):
                              % (kind, path))
         if os.path.getsize(path) == 0:
             raise UsageError('%s %s is empty' % (kind, path))
-    offsets = _read_offsets(path_idx)
-    rec_size = os.path.getsize(path_rec)
-    with open(path_rec, 'rb') as rec:
-        for offset in (min(offsets), max(offsets)):
-            if not _record_fits(rec, offset, rec_size):
-                raise UsageError('%s does not match its index %s: no complete record at offset %d '
-                                 '(truncated .rec, or an .idx from another file)'
-                                 % (path_rec, path_idx, offset))
-    return len(offsets)
+    identity = tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns)
+                     for s in (os.stat(path_rec), os.stat(path_idx)))
+    key = os.path.abspath(path_rec)
+    if key not in _CHECKED or _CHECKED[key][0] != identity:
+        _CHECKED[key] = identity, _scan(path_rec, path_idx)
+    return _CHECKED[key][1]
 
 
-def _read_offsets(path_idx):
-    offsets = []
+def _read_entries(path_idx):
+    """``[(key, offset)]`` in file order."""
+    entries = []
     with open(path_idx) as idx:
         for line_no, line in enumerate(idx, 1):
             if not line.strip():
                 continue
             fields = line.split('\t')
             try:
-                offsets.append(int(fields[1]))
+                entries.append((fields[0].strip(), int(fields[1])))
             except (IndexError, ValueError):
                 raise UsageError('index file %s line %d is not "key<TAB>offset": %r'
                                  % (path_idx, line_no, line.strip()[:60])) from None
-    if not offsets:
+    if not entries:
         raise UsageError('index file %s lists no records' % path_idx)
-    return offsets
+    entries.sort(key=lambda entry: entry[1])
+    return entries
 
 
-def _record_fits(rec, offset, rec_size):
-    if offset < 0 or offset + 8 > rec_size:
-        return False
-    rec.seek(offset)
-    magic, lrecord = struct.unpack('<II', rec.read(8))
-    return magic == _MAGIC and offset + 8 + (lrecord & _LENGTH_MASK) <= rec_size
+class _Damaged(Exception):
+    """Why the bytes at an offset are not the image record the index promises."""
+
+
+def _scan(path_rec, path_idx):
+    entries = _read_entries(path_idx)
+    rec_size = os.path.getsize(path_rec)
+    # dmlc's indexed reader hands each record the bytes from its offset to the next one's
+    # (the last: to the end of the file) and parses exactly those.
+    ends = [offset for _, offset in entries[1:]] + [rec_size]
+    labels = np.empty(len(entries), np.float64)
+    counts = np.empty(len(entries), np.uint32)
+    with open(path_rec, 'rb') as rec:
+        # In file order, so the kernel's read-ahead serves the next records' headers: 3-4x
+        # faster from a cold cache than reading only the pages holding them.
+        fd = rec.fileno()
+        for i, ((key, offset), end) in enumerate(zip(entries, ends)):
+            try:
+                labels[i], counts[i] = _read_record_head(fd, offset, end)
+            except _Damaged as err:
+                raise UsageError(
+                    '%s does not match its index %s: %s (record %s at offset %d); the .rec is '
+                    'truncated or damaged, or the .idx belongs to another file: make the pair '
+                    'again with python -m tools.im2rec' % (path_rec, path_idx, err, key, offset))
+    return RecordIndex([key for key, _ in entries], [offset for _, offset in entries], labels,
+                       counts)
+
+
+def _read_record_head(fd, offset, end):
+    """``(first label, label count)`` of the record at ``offset``, after checking that it is
+    one whole image record ending exactly at ``end``."""
+    head = os.pread(fd, _PART.size + _IMAGE_HEADER.size, offset) if offset >= 0 else b''
+    if offset % 4 or len(head) < _PART.size or _PART.unpack_from(head)[0] != _MAGIC:
+        raise _Damaged('no record starts there')
+    if offset == end:
+        raise _Damaged('the index lists this offset twice')
+    word = _PART.unpack_from(head)[1]
+    cflag, length = word >> 29, word & _LENGTH_MASK
+    if cflag not in (_WHOLE, _FIRST) or len(head) < _PART.size + _IMAGE_HEADER.size \
+            or length < _IMAGE_HEADER.size:
+        raise _Damaged('not the start of an image record')
+    position = _end_of_parts(fd, offset, cflag, length, end)
+    if position != end:
+        raise _Damaged('the record ends at byte %d, the next one starts at %d' % (position, end))
+    flag, label = _IMAGE_HEADER.unpack_from(head, _PART.size)[:2]
+    if flag == 0:
+        return label, 1
+    if length < _IMAGE_HEADER.size + 4 * flag:   # the labels follow as ``flag`` float32s
+        raise _Damaged('the record is shorter than its %d labels' % flag)
+    return struct.unpack('<f', os.pread(fd, 4, offset + len(head)))[0], flag
+
+
+def _end_of_parts(fd, offset, cflag, length, end):
+    """The byte after the last part of the record that starts at ``offset``."""
+    position = offset + _PART.size + (-(-length // 4) * 4)
+    while cflag in (_FIRST, _MIDDLE):
+        head = os.pread(fd, _PART.size, position) if position + _PART.size <= end else b''
+        if len(head) < _PART.size or _PART.unpack(head)[0] != _MAGIC:
+            raise _Damaged('a part of the record is missing')
+        word = _PART.unpack(head)[1]
+        cflag, length = word >> 29, word & _LENGTH_MASK
+        if cflag not in (_MIDDLE, _LAST):
+            raise _Damaged('a part of the record is missing')
+        position += _PART.size + (-(-length // 4) * 4)
+    return position
+
+
+def _check_labels(path_rec, index, num_classes):
+    multi = np.flatnonzero(index.label_counts != 1)
+    if len(multi):
+        i = multi[0]
+        raise UsageError('%s: record %s has %d labels; a classifier needs one class label per '
+                         'image (make the .rec from a .lst with one label per line)'
+                         % (path_rec, index.keys[i], index.label_counts[i]))
+    labels = index.labels
+    with np.errstate(invalid='ignore'):
+        good = (labels >= 0) & (labels < num_classes) & (labels == np.floor(labels))
+    bad = np.flatnonzero(~good)
+    if len(bad):
+        i = bad[0]
+        raise UsageError('%s: record %s has label %g, but the model has %d classes (labels '
+                         '0..%d; %d record(s) outside); check --num-classes and the labels the '
+                         '.rec was made with' % (path_rec, index.keys[i], labels[i], num_classes,
+                                                 num_classes - 1, len(bad)))
 
 
 def part_range(num_records, num_parts, part_index):

@@ -1,9 +1,19 @@
-"""Tiny real-photo RecordIO files and flag lists shared by the training tests."""
+"""Tiny real-photo RecordIO files, flag lists and child-process helpers shared by the training
+tests."""
+import glob
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
+import uuid
 
 from tests.conftest import REPO
+
+TRAIN = os.path.join(REPO, 'train_imagenet.py')
+# Every child a test starts carries this variable, so the test can find any survivor.
+TAG = 'E_TEST_JOB'
 
 # Small, deterministic runs: 67x67 (AlexNet's smallest input), no dropout, no random
 # lighting noise, one decoding thread (fixed augmentation order), no progress bar.
@@ -35,6 +45,93 @@ def parse(flags):
 def run_train(flags, **kwargs):
     """``python train_imagenet.py FLAGS`` in the repository, output captured."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    return subprocess.run([sys.executable, os.path.join(REPO, 'train_imagenet.py')]
-                          + [str(f) for f in flags], cwd=REPO, env=env, capture_output=True,
-                          text=True, **kwargs)
+    return subprocess.run([sys.executable, TRAIN] + [str(f) for f in flags], cwd=REPO, env=env,
+                          capture_output=True, text=True, **kwargs)
+
+
+def tagged_processes(tag):
+    """PIDs of live processes whose environment carries ``E_TEST_JOB=tag``."""
+    found = []
+    for environ in glob.glob('/proc/[0-9]*/environ'):
+        try:
+            with open(environ, 'rb') as handle:
+                if ('%s=%s' % (TAG, tag)).encode() in handle.read().split(b'\0'):
+                    found.append(int(environ.split('/')[2]))
+        except OSError:
+            pass
+    return found
+
+
+class Training(object):
+    """``train_imagenet.py FLAGS`` as a tagged child process whose log (stderr) a test reads
+    line by line, with a deadline on every wait."""
+
+    def __init__(self, flags, cwd=REPO, env=None, **kwargs):
+        self.tag = uuid.uuid4().hex
+        env = dict(env or os.environ, PYTHONUNBUFFERED='1', **{TAG: self.tag})
+        self.proc = subprocess.Popen([sys.executable, TRAIN] + [str(f) for f in flags], cwd=cwd,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, **kwargs)
+        self.pid = self.proc.pid
+        self.lines = []
+        self._finished = False
+        self._queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text, timeout=120):
+        """Read the log until a line holds ``text``; return that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                self._fail('no %r within %d s' % (text, timeout))
+            if line is None:
+                self._queue.put(None)
+                self._fail('exited before %r' % text)
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def wait_for_file(self, folder, pattern, timeout=120):
+        """Poll ``folder`` until a file matching ``pattern`` (a glob) exists; return its path."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = glob.glob(os.path.join(glob.escape(str(folder)), pattern))
+            if found:
+                return found[0]
+            if self.proc.poll() is not None:
+                self._fail('exited before %s appeared' % pattern)
+            time.sleep(0.002)
+        self._fail('no %s within %d s' % (pattern, timeout))
+
+    def finish(self, timeout=120):
+        """Wait for the exit; returns ``(status, whole log)``. Afterwards no process of this
+        child is left."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._fail('still running after %d s' % timeout)
+        while not self._finished:
+            line = self._queue.get(timeout=10)
+            if line is None:
+                self._finished = True
+            else:
+                self.lines.append(line)
+        assert not tagged_processes(self.tag), 'processes left behind'
+        return self.proc.returncode, self.log
+
+    def _fail(self, message):
+        """End the child (a failed test leaves nothing running) and fail with its log."""
+        self.proc.kill()
+        self.proc.wait()
+        raise AssertionError('%s:\n%s' % (message, self.log))
+
+    @property
+    def log(self):
+        return ''.join(self.lines)

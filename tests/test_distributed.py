@@ -5,7 +5,6 @@ the workers end with identical weights equal to a single-process run with the sa
 batch and data order, their shards are disjoint and cover the data, and killing a worker
 ends the whole job with a clear error in bounded time, leaving no process behind.
 """
-import glob
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.dist_worker import digests, shard_iter, tiny_net
+from tests.fit_helpers import TAG, tagged_processes
 
 PY = sys.executable
 WORKER = os.path.join(REPO, 'tests', 'dist_worker.py')
@@ -59,22 +59,9 @@ def init_params(tmp_path_factory):
 def launch(args, tag, stdout=subprocess.PIPE):
     """launch.py with every child tagged, so a test can find any survivor afterwards."""
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.Popen([PY, os.path.join(REPO, 'launch.py'), '--env', 'E_TEST_JOB:' + tag]
+    return subprocess.Popen([PY, os.path.join(REPO, 'launch.py'), '--env', '%s:%s' % (TAG, tag)]
                             + args, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE,
                             text=True)
-
-
-def tagged_processes(tag):
-    """PIDs of live processes whose environment carries ``E_TEST_JOB=tag``."""
-    found = []
-    for environ in glob.glob('/proc/[0-9]*/environ'):
-        try:
-            with open(environ, 'rb') as handle:
-                if ('E_TEST_JOB=' + tag).encode() in handle.read().split(b'\0'):
-                    found.append(int(environ.split('/')[2]))
-        except OSError:
-            pass
-    return found
 
 
 def single_process_reference(rec, init, steps):
@@ -250,3 +237,40 @@ def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(ph
     assert not np.allclose(second['fc3_weight'].asnumpy(), first['fc3_weight'].asnumpy())
     with open(prefix + '-metrics.csv') as handle:
         assert [row.split(',')[0] for row in handle.read().splitlines()[1:]] == ['1', '2']
+
+
+@pytest.mark.slow
+def test_workers_stopped_by_sigterm_say_only_what_they_did(photos_rec, tmp_path):
+    """Each worker stops after its current batch: rank 0 saves the partial epoch, rank 1
+    writes nothing and must not claim a checkpoint. (The workers may stop one batch apart;
+    the later one then waits on the kvstore forever, so the launcher ends the job.)"""
+    prefix = str(tmp_path / 'alexnet')
+    tag = uuid.uuid4().hex
+    log = tmp_path / 'job.log'
+
+    def stopped():
+        lines = [line for line in log.read_text().splitlines() if 'stopped in epoch' in line]
+        return {rank: [line for line in lines if '[rank %d/2]' % rank in line] for rank in (0, 1)}
+    with open(str(log), 'w') as handle:
+        job = launch(['-n', '2', '-s', '1', '--grace', '3', '--timeout', '120'] + train_args(
+            photos_rec, prefix, '--num-epochs', '50'), tag, stdout=handle)
+        try:
+            deadline = time.monotonic() + 90
+            while 'Epoch[2] Batch [1-2]' not in log.read_text() and time.monotonic() < deadline:
+                assert job.poll() is None, log.read_text()
+                time.sleep(0.05)
+            for pid in worker_pids(tag):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while not all(stopped().values()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            job.terminate()             # the launcher stops what is left of the job
+            job.communicate(timeout=30)
+    assert not tagged_processes(tag)
+    by_rank = stopped()
+    assert len(by_rank[0]) == len(by_rank[1]) == 1, log.read_text()
+    assert 'saved %s-0002.params (partial epoch)' % prefix in by_rank[0][0]
+    assert by_rank[1][0].endswith('nothing saved: rank 0 writes the checkpoints')
+    meta = json.load(open(prefix + '-meta.json'))
+    assert meta['epoch'] == 2 and meta['checkpoints']['2']['partial']

@@ -138,3 +138,14 @@ def test_planted_nan_stops_with_message(records, full_run, tmp_path):
     assert errors == ['train_imagenet.py: error: loss is nan at epoch 4, batch 1: training '
                       'diverged; lower --lr (or add --warmup-epochs) and resume from the last '
                       'checkpoint']
+
+
+def test_grayscale_training_without_colour_noise(records, tmp_path):
+    """--image-shape 1,H,W reads the photos as grayscale (MXNet's colour noise on one channel
+    corrupts memory, so it is refused: tests/test_train_cli.py)."""
+    prefix = str(tmp_path / 'gray')
+    result = _train(records, prefix, '--num-epochs', '1', '--image-shape', '1,67,67')
+    _, arg, _ = mx.model.load_checkpoint(prefix, 1)
+    assert arg['conv1_weight'].shape[1] == 1
+    assert np.isfinite(float(result.rows[0]['train_loss']))
+    assert json.load(open(prefix + '-meta.json'))['image_shape'] == [1, 67, 67]

@@ -1,16 +1,12 @@
 """Ctrl-C in the middle of an epoch: train_imagenet.py saves a loadable checkpoint of the state
 reached, marks it partial, exits with 130, and the run resumes from it."""
 import json
-import os
 import signal
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
 
-from tests.conftest import REPO
-from tests.fit_helpers import QUICK, run_train, tiny_photo_records
+from tests.fit_helpers import QUICK, Training, run_train, tiny_photo_records
 
 
 @pytest.mark.slow
@@ -19,18 +15,11 @@ def test_ctrl_c_mid_epoch_leaves_loadable_checkpoint(datasets_dir, tmp_path):
     prefix = str(tmp_path / 'stopped')
     flags = QUICK + ['--data-train', train, '--data-val', val, '--model-prefix', prefix,
                      '--batch-size', '2', '--num-epochs', '50', '--disp-batches', '1']
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'train_imagenet.py')] + flags,
-                            cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    seen = []
-    for line in proc.stderr:  # wait until epoch 2 is under way
-        seen.append(line)
-        if 'Epoch[2] Batch [1-2]' in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest = proc.communicate(timeout=120)[1]
-    log = ''.join(seen) + rest
-    assert proc.returncode == 130, log
+    run = Training(flags)
+    run.wait_for('Epoch[2] Batch [1-2]')   # epoch 2 is under way
+    run.proc.send_signal(signal.SIGINT)
+    status, log = run.finish()             # (and no process of it is left)
+    assert status == 130, log
     assert 'Traceback' not in log
     meta = json.load(open(prefix + '-meta.json'))
     epoch = meta['epoch']
