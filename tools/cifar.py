@@ -12,7 +12,7 @@ import pickle
 import numpy as np
 
 from engine.errors import UsageError
-from tools.image_sources import Collection, Item
+from tools.image_sources import Collection, Item, clean_name
 
 META = 'batches.meta'
 TRAIN_PATTERN = 'data_batch_*'
@@ -55,8 +55,9 @@ def read_batch(path):
 def read_cifar_folder(folder):
     """data_batch_* -> split 'train', test_batch -> split 'val'; class folders = label names."""
     meta_path = os.path.join(folder, META)
-    names = [name.decode() if isinstance(name, bytes) else str(name)
-             for name in _field(_load(meta_path), 'label_names', meta_path)]
+    names = [clean_name(name.decode('utf-8', 'replace') if isinstance(name, bytes) else str(name))
+             or str(label)
+             for label, name in enumerate(_field(_load(meta_path), 'label_names', meta_path))]
     batches = {'train': sorted(glob.glob(os.path.join(folder, TRAIN_PATTERN))),
                'val': sorted(glob.glob(os.path.join(folder, TEST_BATCH)))}
     if not batches['train'] and not batches['val']:
