@@ -30,7 +30,8 @@ from engine.imagefile import SkipImage, check_resize, decode, load_image, probe,
 
 EncodeSettings = namedtuple('EncodeSettings', 'resize center_crop quality pass_through')
 
-# Formats a record may hold unchanged: those stock MXNet's ImageRecordIter decodes.
+# Formats a record may hold unchanged (stock MXNet readers cannot decode WebP or PPM/PGM; JPEG
+# and PNG are what every reader of image records decodes).
 PASS_THROUGH_FORMATS = ('JPEG', 'PNG')
 # MXNet's IRHeader (flag uint32, label float32, id uint64, id2 uint64), little-endian as
 # mxnet.recordio.pack writes it on every platform MXNet runs on.
@@ -84,9 +85,9 @@ def pass_through_payload(path):
     data = read_image_bytes(path)
     info = probe(data)
     if info.format not in PASS_THROUGH_FORMATS:
-        raise SkipImage('%s cannot be stored unchanged: stock MXNet readers decode only %s '
-                        '(convert without pass-through to store it as JPEG)'
-                        % (info.format, ' and '.join(PASS_THROUGH_FORMATS)))
+        raise SkipImage('a %s file: pass-through keeps only %s files (stock MXNet readers '
+                        'cannot decode some other formats); convert without pass-through to '
+                        'store it as JPEG' % (info.format, ' and '.join(PASS_THROUGH_FORMATS)))
     decode(data, info, shorter=1)   # cheaply: a JPEG at 1/8 scale
     return data
 
@@ -241,9 +242,11 @@ class EncoderPool:
     reported as skipped and the worker replaced; a worker that fails otherwise raises
     ``WorkerFailed``. Leaving the ``with`` block early kills the workers at once.
     """
-    BATCH = 8            # images per task message
-    AHEAD = 2            # task messages per worker not yet answered
-    WINDOW = 64          # results per worker held back for the item order, at most
+    # About 50 ms of work queued per worker: on a busy machine the converter may wait that
+    # long for the CPU, and a worker with an empty queue would idle meanwhile.
+    BATCH = 16           # images per task message
+    AHEAD = 4            # task messages per worker not yet answered
+    WINDOW = 256         # results per worker held back for the item order, at most
     MAX_DEATHS_IN_A_ROW = 5
 
     def __init__(self, settings, num_workers):
