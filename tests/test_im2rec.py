@@ -246,6 +246,8 @@ def _text_file(path, text):
     (lambda tmp: _text_file(tmp / 'x.lst', ''), 'lists no images'),
     (lambda tmp: _text_file(tmp / 'y.lst', '0\tcat\ta.jpg\n'), 'must be numbers'),
     (lambda tmp: _text_file(tmp / 'photo.jpg', 'x'), 'neither a folder'),
+    (lambda tmp: (tmp / 'src' / 'tab\there').mkdir(parents=True) or tmp / 'src',
+     'src/tab\\there: the name holds a tab, line break or other control character'),
 ])
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make_source, message):
     source = make_source(tmp_path)
@@ -259,7 +261,12 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys, make_source, message)
 def test_pass_through_stores_the_files_unchanged(photos, tmp_path):
     source = tmp_path / 'pt'
     shutil.copytree(str(photos / 'tench'), str(source / 'tench'))
+    bmp = str(source / 'tench' / 'x.bmp')
+    cv2.imwrite(bmp, cv2.imread(str(source / 'tench' / 'gray.png')))
     result = convert(str(source), str(tmp_path / 'raw'), pass_through=True, progress=False)
+    assert result.skipped == [(bmp, 'a BMP file: pass-through keeps only JPEG and PNG files '
+                                    '(stock MXNet readers cannot decode some other formats); '
+                                    'convert without pass-through to store it as JPEG')]
     listed = lst_entries(result.lists['all'])
     reader = mx.recordio.MXIndexedRecordIO(result.indexes['all'], result.records['all'], 'r')
     for key in reader.keys:
@@ -291,7 +298,8 @@ def test_odd_names_links_and_duplicates(photos, tmp_path):
     shutil.copytree(str(photos / 'ants'), str(root / 'ants'))
     shutil.copytree(str(photos / 'bees'), str(root / 'bees'))
     ant = str(root / 'ants' / 'ant photos.jpg')
-    for name in ('tab\tname.jpg', 'new\nline.jpg', 'carriage\rreturn.jpg'):
+    for name in ('tab\tname.jpg', 'new\nline.jpg', 'carriage\rreturn.jpg',
+                 os.fsdecode(b'latin1 caf\xe9.jpg')):
         shutil.copyfile(ant, str(root / 'bees' / name))
     os.symlink('..', str(root / 'ants' / 'loop'))
     os.symlink('../ants/ant photos.jpg', str(root / 'bees' / 'alias.jpg'))
@@ -301,13 +309,15 @@ def test_odd_names_links_and_duplicates(photos, tmp_path):
                      synsets=str(synsets), num_workers=2, progress=False)
     reasons = {os.path.relpath(path, str(root)): reason for path, reason in result.skipped}
     assert sorted(reasons) == ['ants/loop', 'bees/alias.jpg', 'bees/carriage\rreturn.jpg',
-                               'bees/new\nline.jpg', 'bees/tab\tname.jpg']
+                               os.fsdecode(b'bees/latin1 caf\xe9.jpg'), 'bees/new\nline.jpg',
+                               'bees/tab\tname.jpg']
     assert reasons['ants/loop'].startswith('folder already read (a link loop')
     assert reasons['bees/alias.jpg'] == 'same file as %s' % ant
     assert 'tab, line break or other control character' in reasons['bees/tab\tname.jpg']
     with open(result.skipped_path, encoding='utf-8') as handle:
         report = dict(line.rstrip('\n').split('\t') for line in handle)
     assert report[str(root / 'bees' / 'tab\\tname.jpg')].startswith('its name holds a tab')
+    assert report[str(root / 'bees' / 'latin1 caf\\xe9.jpg')].startswith('its name is not UTF-8')
     assert len(report) == len(reasons)
 
     assert result.class_names == ['formica rufa (red wood ant)', 'honey bee']

@@ -341,15 +341,15 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
         start, skipped, counts = time.time(), list(collection.skipped), {}
         settings = EncodeSettings(resize, center_crop, quality, pass_through)
         total = sum(len(items) for items in collection.splits.values())
-        pool = None
+        pool = EncoderPool(settings, max(1, min(num_workers, total)))
         try:
-            pool = EncoderPool(settings, max(1, min(num_workers, total)))
             with tqdm(total=total, unit='img', desc='im2rec', disable=not progress) as bar:
                 for split, items in collection.splits.items():
                     written = _write_split(items, paths[split], pool, outputs, bar, skipped)
                     per_class = Counter(item.label for item in written)
                     counts[split] = {label: per_class[label] for label in range(len(class_names))}
                     outputs.write_text(paths[split]['lst'], _lst_lines(written))
+            pool.close()            # all encoded: the workers end at the end of their pipes
             if not any(sum(per_class.values()) for per_class in counts.values()):
                 raise UsageError('none of the %d images could be converted (first problem: %s: %s)'
                                  % (total, printable(skipped[0][0]), skipped[0][1]))
@@ -361,8 +361,7 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
                 outputs.publish(overwrite, stale=[skipped_path])
         finally:
             with _signals_deferred():
-                if pool is not None:
-                    pool.close(kill=True)
+                pool.close(kill=True)          # at once, if still running
                 outputs.discard()
     return ConvertResult(
         records={split: p['rec'] for split, p in paths.items()},

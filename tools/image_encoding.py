@@ -272,7 +272,8 @@ class EncoderPool:
         self._watch_tasks(worker)
 
     def close(self, kill=False):
-        """End the workers: at the end of their task pipe, or at once with ``kill``."""
+        """End the workers: at the end of their task pipe, or at once with ``kill``. Closing
+        a closed pool does nothing."""
         for worker in self.workers:
             for fd in (worker.results, worker.tasks):
                 try:
