@@ -374,7 +374,7 @@ def load_image(path, shorter=0, reduce=True):
 
 # --- finding image files -----------------------------------------------------------------
 
-def _identity(path):
+def identity(path):
     """``(device, inode)`` of what ``path`` points to, or None when it cannot be stat'ed."""
     try:
         info = os.stat(path)
@@ -388,17 +388,19 @@ def find_images(top, visited, seen):
     and ``[(path, reason)]`` for what was left out. Hidden names are ignored.
 
     Links are followed, but every real folder is read once (``visited``: identities of
-    folders already read, e.g. the class folders) and every real file taken once (``seen``:
+    folders already read or not to enter, e.g. the other class folders; ``top`` joins it)
+    and every real file taken once (``seen``:
     identity -> path already taken): a link loop or a second link to a folder or file is
     reported, not read again. Folders reached through a link are read after all real ones,
     so the real path is the one kept. Both are shared by the caller across calls.
     """
     found, problems, folders, linked = [], [], [top], []
+    visited.add(identity(top))
     while folders or linked:
         folder = folders.pop() if folders else linked.pop()
         if folder is not top:
-            key = _identity(folder)
-            if key in visited:
+            key = identity(folder)
+            if key is not None and key in visited:
                 problems.append((folder, 'folder already read (a link loop, or a second link '
                                          'to it): not read again'))
                 continue
@@ -417,7 +419,7 @@ def find_images(top, visited, seen):
                 found.append(entry.path)
     files = []
     for path in sorted(found):
-        key = _identity(path)
+        key = identity(path)
         if key is not None and key in seen:
             problems.append((path, 'same file as %s' % seen[key]))
             continue

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from engine.imagefile import find_images, load_image
+from engine.imagefile import find_images, identity, load_image
 from iterators.tencrop import crop_offsets, resize_shorter_side
 
 # tools.im2rec stores records with this shorter side by default.
@@ -19,11 +19,19 @@ def list_images(paths):
     followed, each real folder and file once), and ``[(path, reason)]`` for what was left out."""
     files, problems, visited, seen = [], [], set(), {}
     for path in paths:
-        if os.path.isdir(path):
+        key = identity(path)     # None when it cannot be stat'ed: the reader says why
+        if os.path.isdir(path) and key in visited:
+            problems.append((path, 'folder already read (named twice, or inside a folder named '
+                                   'before): not read again'))
+        elif os.path.isdir(path):
             found, left_out = find_images(path, visited, seen)
             files += found
             problems += left_out
+        elif key is not None and key in seen:
+            problems.append((path, 'same file as %s' % seen[key]))
         else:
+            if key is not None:
+                seen[key] = path
             files.append(path)
     return files, problems
 

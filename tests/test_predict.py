@@ -72,8 +72,8 @@ def test_unreadable_files_are_reported_and_skipped(ckpt, tmp_path):
 def test_no_bad_file_stops_the_others(ckpt, tmp_path):
     """(Without root's file access, so that permissions hold.) A FIFO, a link to /dev/zero,
     PNG bombs, resizes beyond OpenCV's limits, truncated and corrupt JPEGs, an unreadable
-    file and an unlistable folder are each one line on stderr and an entry in --json; the
-    photos, and a photo with a video after its end, are still classified."""
+    file, an unlistable folder and a link loop are each one line on stderr and an entry in
+    --json; the photos, and a photo with a video after its end, are still classified."""
     folder = tmp_path / 'mixed'
     photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
     photos = sorted(os.listdir(photo_dir))[:2]
@@ -87,6 +87,8 @@ def test_no_bad_file_stops_the_others(ckpt, tmp_path):
     (folder / 'closed').mkdir()
     os.chmod(str(folder / 'closed'), 0)
     expected['closed'] = 'cannot list this folder: Permission denied'
+    os.symlink('.', str(folder / 'loop'))
+    expected['loop'] = 'folder already read (a link loop'
     result = _run('--model-prefix', ckpt.prefix, str(folder), '--json', '--resize', '80',
                   preexec_fn=without_root_file_access)
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,8 @@ import re
 from collections import defaultdict, namedtuple
 
 from engine.errors import UsageError
-from engine.imagefile import IMAGE_EXTENSIONS, find_images, is_image_name, printable
+from engine.imagefile import (IMAGE_EXTENSIONS, find_images, identity, is_image_name,
+                              printable)
 
 # ``path``: the file read (or a description for in-memory images); ``lst_path``: what the
 # output .lst records for it; ``pixels``: a BGR array when the image is not a file.
@@ -69,11 +70,11 @@ def read_class_folders(root):
     # another, or up to the root, is reported instead of mixing classes.
     identities = {}
     for name in classes:
-        other = identities.setdefault(_identity(os.path.join(root, name)), name)
+        other = identities.setdefault(identity(os.path.join(root, name)), name)
         if other != name:
             raise UsageError('class folders %s and %s are the same folder (a link): keep one'
                              % (printable(other), printable(name)))
-    visited = set(identities) | {_identity(root)}
+    visited = set(identities) | {identity(root)}
     seen, items, skipped = {}, [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -96,11 +97,6 @@ def read_class_folders(root):
                                 if problems else ''))
         skipped += problems
     return Collection({'all': items}, classes, skipped)
-
-
-def _identity(path):
-    info = os.stat(path)
-    return info.st_dev, info.st_ino
 
 
 def _parse_lst_line(line, number, lst):
