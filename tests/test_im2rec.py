@@ -440,3 +440,19 @@ def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(photos, tmp_pa
     assert '%s: No space left on device (the disk is full)' % os.path.join(disk, 'p.rec') \
         in full.stderr
     assert os.listdir(disk) == []
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ('touch ran',))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / 'cifar-10-batches-py'
+    folder.mkdir()
+    with open(str(folder / 'batches.meta'), 'wb') as handle:
+        pickle.dump({b'label_names': [b'a', b'b'], b'evil': _RunsCode()}, handle)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match='it asks to call posix.system, which a data batch never'):
+        convert(str(folder), str(tmp_path / 'out'), progress=False)
+    assert not (tmp_path / 'ran').exists()

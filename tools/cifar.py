@@ -23,10 +23,24 @@ def is_cifar_folder(path):
     return os.path.isfile(os.path.join(path, META))
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10 batches hold (dicts, lists, bytes, numpy arrays): a pickle
+    can name any function to call, so a downloaded file could otherwise run code."""
+    ALLOWED = {(module, name) for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+               for name in ('_reconstruct', 'scalar')} | {
+                   ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError('it asks to call %s.%s, which a data batch never does'
+                                         % (module, name))
+        return super().find_class(module, name)
+
+
 def _load(path):
     try:
         with open(path, 'rb') as handle:
-            batch = pickle.load(handle, encoding='bytes')
+            batch = _BatchUnpickler(handle, encoding='bytes').load()
     except Exception as err:
         raise UsageError('%s is not a CIFAR-10 python batch (%s)' % (path, err))
     if not isinstance(batch, dict):
