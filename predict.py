@@ -1,5 +1,7 @@
 """Classify image files (or folders of them) with a checkpoint: top-5 class names with
-probabilities. Unreadable files are reported and skipped.
+probabilities. Files that are not usable images (unreadable, special, truncated, corrupt, too
+large: see ``engine.imagefile``) and folders that cannot be listed are reported on stderr, one
+line each, and in ``--json``; the good files are still classified.
 
     python predict.py --model-prefix checkpoints/alexnet photos/ cat.jpg
 """
@@ -15,6 +17,7 @@ from engine.args import add_device_args  # noqa: E402
 from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
 from engine.devices import get_contexts  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
+from engine.imagefile import printable  # noqa: E402
 from inference import model  # noqa: E402
 from inference.images import DEFAULT_RESIZE, list_images  # noqa: E402
 from inference.prediction import predict_files  # noqa: E402
@@ -55,16 +58,18 @@ def main(argv=None):
     missing = [path for path in args.images if not os.path.exists(path)]
     if missing:
         raise UsageError('%s not found' % missing[0])
-    paths = list_images(args.images)
+    paths, left_out = list_images(args.images)
     if not paths:
-        raise UsageError('no image files in %s' % ', '.join(args.images))
+        raise UsageError('no image files in %s%s' % (', '.join(args.images), ''.join(
+            ' (%s: %s)' % (printable(path), reason) for path, reason in left_out[:1])))
     contexts = get_contexts(args.gpus, args.cpus)
     loaded = model.load_from_args(args)
-    predictions, skipped = predict_files(loaded, paths, args.batch_size, contexts,
-                                         top_k=args.top_k, resize=args.resize,
-                                         progress=args.progress)
+    predictions, unusable = predict_files(loaded, paths, args.batch_size, contexts,
+                                          top_k=args.top_k, resize=args.resize,
+                                          progress=args.progress)
+    skipped = left_out + unusable
     for path, reason in skipped:
-        print('skipped %s: %s' % (path, reason), file=sys.stderr)
+        print('skipped %s: %s' % (printable(path), printable(reason)), file=sys.stderr)
     if not predictions:
         raise UsageError('none of the %d files could be read as an image' % len(paths))
     if args.json:
@@ -75,7 +80,7 @@ def main(argv=None):
     else:
         width = max(len(name) for name in loaded.class_names)
         for p in predictions:
-            print(p.path)
+            print(printable(p.path))
             for index, name, prob in zip(p.classes, p.names, p.probabilities):
                 print('  %6.2f%%  %-*s  (class %d)' % (100 * prob, width, name, index))
     return predictions, skipped

@@ -1,38 +1,48 @@
 """Image files to network input, exactly as ``score``'s center crop sees a record: OpenCV
-decode, RGB, shorter side resized (bilinear), center crop, ``(x - mean) / std``, CHW."""
+decode, RGB, shorter side resized (bilinear), center crop, ``(x - mean) / std``, CHW.
+
+Files are found and read through ``engine.imagefile``, as the converter reads them: the same
+extensions, and every bad file is a reason to skip it, never a hang or an abort."""
 import os
 
-import cv2
 import numpy as np
 
+from engine.imagefile import find_images, identity, load_image
 from iterators.tencrop import crop_offsets, resize_shorter_side
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 # tools.im2rec stores records with this shorter side by default.
 DEFAULT_RESIZE = 256
 
 
 def list_images(paths):
-    """Files named directly, plus the image files (by extension, any case) under folders."""
-    found = []
+    """``(files, problems)``: files named directly, plus the image files below folders (links
+    followed, each real folder and file once), and ``[(path, reason)]`` for what was left out."""
+    files, problems, visited, seen = [], [], set(), {}
     for path in paths:
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                dirs.sort()
-                found += [os.path.join(folder, f) for f in sorted(files)
-                          if f.lower().endswith(IMAGE_EXTENSIONS)]
+        key = identity(path)     # None when it cannot be stat'ed: the reader says why
+        if os.path.isdir(path) and key in visited:
+            problems.append((path, 'folder already read (named twice, or inside a folder named '
+                                   'before): not read again'))
+        elif os.path.isdir(path):
+            found, left_out = find_images(path, visited, seen)
+            files += found
+            problems += left_out
+        elif key is not None and key in seen:
+            problems.append((path, 'same file as %s' % seen[key]))
         else:
-            found.append(path)
-    return found
+            if key is not None:
+                seen[key] = path
+            files.append(path)
+    return files, problems
 
 
 def load_center_crop(path, image_shape, mean_rgb, std_rgb=None, resize=DEFAULT_RESIZE):
-    """``(C, H, W)`` float32 input for ``path``, or ``None`` when it is not a readable image."""
-    encoded = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
-    image = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if encoded is not None and encoded.size else None
-    if image is None:
-        return None
+    """``(C, H, W)`` float32 input for ``path``; ``engine.imagefile.SkipImage`` says why not."""
     _, crop_h, crop_w = image_shape
+    # The resize below scales the shorter side to at most this (resize 0 only enlarges an
+    # image smaller than the crop), which bounds its output before anything is decoded. A
+    # large JPEG is decoded at a reduced scale that still covers it, as the converter does.
+    image = load_image(path, max(resize, crop_h, crop_w), reduce=bool(resize))
     image = resize_shorter_side(image[:, :, ::-1], resize, (crop_h, crop_w))
     top, left = crop_offsets(image.shape[0], image.shape[1], crop_h, crop_w)[4]
     crop = image[top:top + crop_h, left:left + crop_w].astype(np.float32)

@@ -1,11 +1,11 @@
 """Top-k classes of image files with a checkpoint, many images per forward pass."""
-import os
 from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from engine.imagefile import SkipImage
 from inference.images import DEFAULT_RESIZE, load_center_crop
 from inference.predictor import Predictor
 
@@ -26,7 +26,7 @@ class Prediction:
 def predict_files(model, paths, batch_size=32, contexts=None, *, top_k=5, resize=DEFAULT_RESIZE,
                   progress=True):
     """``(predictions, skipped)``: a ``Prediction`` per readable file, in order, and
-    ``(path, reason)`` for each file that could not be read."""
+    ``(path, reason)`` for each file that is not a usable image (``engine.imagefile``)."""
     predictor = Predictor.for_model(model, batch_size, contexts or [mx.cpu()])
     k = min(top_k, model.num_classes)
     predictions, skipped, pending = [], [], []
@@ -44,10 +44,10 @@ def predict_files(model, paths, batch_size=32, contexts=None, *, top_k=5, resize
         pending.clear()
 
     for path in tqdm(paths, unit='img', desc='predict', disable=not progress):
-        crop = load_center_crop(path, model.image_shape, model.mean_rgb, model.std_rgb, resize)
-        if crop is None:
-            skipped.append((path, 'no such file' if not os.path.exists(path)
-                            else 'not a readable image'))
+        try:
+            crop = load_center_crop(path, model.image_shape, model.mean_rgb, model.std_rgb, resize)
+        except SkipImage as why:
+            skipped.append((path, str(why)))
             continue
         pending.append((path, crop))
         if len(pending) == batch_size:

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import mxnet as mx
@@ -13,6 +12,8 @@ import numpy as np
 import pytest
 
 from engine.errors import UsageError
+from tests import bad_images
+from tests.conftest import REPO, without_root_file_access
 from tools import im2rec
 from tools.im2rec import convert
 
@@ -196,35 +197,30 @@ def test_cifar10_python_batches(tmp_path):
         convert(str(folder), str(tmp_path / 'again'), val_ratio=0.1, progress=False)
 
 
-def _plant_bad_files(photos, root):
+def test_bad_files_are_skipped_and_reported(photos, tmp_path, capsys):
+    """Each bad file is skipped with its reason; none stops, hangs or blows up the run: a FIFO
+    and a link to /dev/zero named like photos, a resize beyond OpenCV's limits, a PNG bomb,
+    truncated and corrupt JPEGs. A photo with a video after its end marker is kept."""
+    root = tmp_path / 'mixed'
     shutil.copytree(str(photos / 'ants'), str(root / 'ants'))
     shutil.copytree(str(photos / 'bees'), str(root / 'bees'))
-    good = (root / 'ants' / 'ant photos.jpg').read_bytes()
-    bad = {'ants/empty.jpg': b'',
-           'ants/notes.jpg': b'this is a text file, not a photo\n' * 20,
-           'bees/truncated.jpg': good[:len(good) // 2],
-           'bees/noise.PNG': np.random.RandomState(0).bytes(5000)}
-    for rel, data in bad.items():
-        (root / rel).write_bytes(data)
-    return {str(root / rel) for rel in bad}
-
-
-def test_bad_files_are_skipped_and_reported(photos, tmp_path, capsys):
-    root = tmp_path / 'mixed'
-    planted = _plant_bad_files(photos, root)
+    expected = bad_images.plant(str(root / 'bees'), (root / 'ants' / 'ant photos.jpg').read_bytes())
     prefix = str(tmp_path / 'mixed_out')
     result = im2rec.main([str(root), prefix, '--workers', '2', '--resize', '32', '--no-progress'])
-    assert {path for path, _ in result.skipped} == planted
-    reasons = dict(result.skipped)
-    assert reasons[str(root / 'ants' / 'empty.jpg')] == 'empty file'
-    assert 'truncated JPEG' in reasons[str(root / 'bees' / 'truncated.jpg')]
-    assert 'decode' in reasons[str(root / 'ants' / 'notes.jpg')]
+    reasons = {os.path.basename(path): reason for path, reason in result.skipped}
+    assert sorted(reasons) == sorted(expected)
+    for name, reason in expected.items():
+        assert reason in reasons[name], name
     with open(prefix + '_skipped.txt', encoding='utf-8') as handle:
         assert sorted(line.rstrip('\n') for line in handle) == \
             sorted('%s\t%s' % entry for entry in result.skipped)
-    assert 'skipped 4 bad file(s)' in capsys.readouterr().out
+    assert 'skipped %d bad file(s)' % len(expected) in capsys.readouterr().out
     good = sum(n for name, n in _files_per_class(str(photos)).items() if name != 'tench')
-    assert len(read_indexed(result.records['all'])) == result.num_records == good
+    records = read_indexed(result.records['all'])
+    assert len(records) == result.num_records == good + len(bad_images.KEPT)
+    kept = [key for key, (_, rel) in lst_entries(result.lists['all']).items()
+            if os.path.basename(rel) in bad_images.KEPT]
+    assert len(kept) == 1 and min(records[kept[0]][1].shape[:2]) == 32
 
 
 def test_refuses_to_overwrite_unless_told(photos, tmp_path):
@@ -236,37 +232,6 @@ def test_refuses_to_overwrite_unless_told(photos, tmp_path):
     assert open(result.records['all'], 'rb').read() == before
     convert(str(photos), prefix, resize=32, overwrite=True, progress=False)
     assert open(result.records['all'], 'rb').read() != before
-
-
-def _ctrl_c():
-    raise KeyboardInterrupt
-
-
-def _worker_error():
-    raise RuntimeError('worker failed')
-
-
-def _worker_dies():
-    os._exit(1)
-
-
-@pytest.mark.parametrize('workers, failure, expected', [
-    (1, _ctrl_c, KeyboardInterrupt), (2, _worker_error, RuntimeError),
-    (2, _worker_dies, BrokenProcessPool)])
-def test_interrupted_run_leaves_no_record_files(photos, tmp_path, monkeypatch, workers, failure,
-                                                expected):
-    real = im2rec.make_record
-
-    def failing_fifth(index, label, path, pixels, settings):
-        if index == 4:
-            failure()
-        return real(index, label, path, pixels, settings)
-
-    monkeypatch.setattr(im2rec, 'make_record', failing_fifth)
-    out = tmp_path / 'out'
-    with pytest.raises(expected):
-        convert(str(photos), str(out / 'cut'), resize=32, num_workers=workers, progress=False)
-    assert os.listdir(str(out)) == []
 
 
 def _text_file(path, text):
@@ -281,6 +246,8 @@ def _text_file(path, text):
     (lambda tmp: _text_file(tmp / 'x.lst', ''), 'lists no images'),
     (lambda tmp: _text_file(tmp / 'y.lst', '0\tcat\ta.jpg\n'), 'must be numbers'),
     (lambda tmp: _text_file(tmp / 'photo.jpg', 'x'), 'neither a folder'),
+    (lambda tmp: (tmp / 'src' / 'tab\there').mkdir(parents=True) or tmp / 'src',
+     'src/tab\\there: the name holds a tab, line break or other control character'),
 ])
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make_source, message):
     source = make_source(tmp_path)
@@ -294,7 +261,12 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys, make_source, message)
 def test_pass_through_stores_the_files_unchanged(photos, tmp_path):
     source = tmp_path / 'pt'
     shutil.copytree(str(photos / 'tench'), str(source / 'tench'))
+    bmp = str(source / 'tench' / 'x.bmp')
+    cv2.imwrite(bmp, cv2.imread(str(source / 'tench' / 'gray.png')))
     result = convert(str(source), str(tmp_path / 'raw'), pass_through=True, progress=False)
+    assert result.skipped == [(bmp, 'a BMP file: pass-through keeps only JPEG and PNG files '
+                                    '(stock MXNet readers cannot decode some other formats); '
+                                    'convert without pass-through to store it as JPEG')]
     listed = lst_entries(result.lists['all'])
     reader = mx.recordio.MXIndexedRecordIO(result.indexes['all'], result.records['all'], 'r')
     for key in reader.keys:
@@ -302,12 +274,185 @@ def test_pass_through_stores_the_files_unchanged(photos, tmp_path):
         assert payload == (source / listed[key][1]).read_bytes()
 
 
-def test_jpeg_header_size_matches_decoded_size(photos):
-    from tools.image_encoding import jpeg_shorter_side
-    jpegs = [os.path.join(d, f) for d, _, files in os.walk(str(photos)) for f in files
-             if not f.endswith('.png')]
-    for path in jpegs:
-        with open(path, 'rb') as handle:
-            data = handle.read()
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        assert jpeg_shorter_side(data) == min(decoded.shape[:2]), path
+def test_header_sizes_match_decoded_sizes(photos):
+    """The size read from the header (before decoding) is the decoded size, in every format."""
+    from engine.imagefile import probe
+    paths = [os.path.join(d, f) for d, _, files in os.walk(str(photos)) for f in files]
+    img = cv2.imread(paths[0])
+    encoded = [cv2.imencode(ext, img[:150, :97] if ext != '.pgm' else img[:150, :97, 0])[1]
+               for ext in ('.png', '.bmp', '.webp', '.tif', '.ppm', '.pgm')]
+    encoded.append(cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1])
+    for data in [open(path, 'rb').read() for path in paths] + [e.tobytes() for e in encoded]:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        info = probe(data)
+        assert (info.height, info.width) == decoded.shape[:2], info
+
+
+def test_odd_names_links_and_duplicates(photos, tmp_path):
+    """A name a .lst line cannot hold is skipped with the reason (escaped in the report), a
+    link loop and second names of a file are read once and reported, and every file written
+    reads back with the project's and stock MXNet's readers."""
+    from engine.data import read_labels_file
+    from tools.image_sources import read_lst
+    root = tmp_path / 'odd'
+    shutil.copytree(str(photos / 'ants'), str(root / 'ants'))
+    shutil.copytree(str(photos / 'bees'), str(root / 'bees'))
+    ant = str(root / 'ants' / 'ant photos.jpg')
+    for name in ('tab\tname.jpg', 'new\nline.jpg', 'carriage\rreturn.jpg',
+                 os.fsdecode(b'latin1 caf\xe9.jpg')):
+        shutil.copyfile(ant, str(root / 'bees' / name))
+    os.symlink('..', str(root / 'ants' / 'loop'))
+    os.symlink('../ants/ant photos.jpg', str(root / 'bees' / 'alias.jpg'))
+    synsets = tmp_path / 'synsets.txt'
+    synsets.write_text('ants formica\trufa\x0b(red\x1b wood ant)\nbees honey  bee\n', 'utf-8')
+    result = convert(str(root), str(tmp_path / 'out' / 'odd'), val_ratio=0.3, resize=32,
+                     synsets=str(synsets), num_workers=2, progress=False)
+    reasons = {os.path.relpath(path, str(root)): reason for path, reason in result.skipped}
+    assert sorted(reasons) == ['ants/loop', 'bees/alias.jpg', 'bees/carriage\rreturn.jpg',
+                               os.fsdecode(b'bees/latin1 caf\xe9.jpg'), 'bees/new\nline.jpg',
+                               'bees/tab\tname.jpg']
+    assert reasons['ants/loop'].startswith('folder already read (a link loop')
+    assert reasons['bees/alias.jpg'] == 'same file as %s' % ant
+    assert 'tab, line break or other control character' in reasons['bees/tab\tname.jpg']
+    with open(result.skipped_path, encoding='utf-8') as handle:
+        report = dict(line.rstrip('\n').split('\t') for line in handle)
+    assert report[str(root / 'bees' / 'tab\\tname.jpg')].startswith('its name holds a tab')
+    assert report[str(root / 'bees' / 'latin1 caf\\xe9.jpg')].startswith('its name is not UTF-8')
+    assert len(report) == len(reasons)
+
+    assert result.class_names == ['formica rufa (red wood ant)', 'honey bee']
+    assert read_labels_file(result.labels_path) == result.class_names
+    per_class = _files_per_class(str(photos))
+    assert sum(result.counts['train'].values()) + sum(result.counts['val'].values()) == \
+        per_class['ants'] + per_class['bees']
+    lists = {split: read_lst(path, str(root)).splits['all'] for split, path in result.lists.items()}
+    real = {split: {os.path.realpath(i.path) for i in items} for split, items in lists.items()}
+    assert not real['train'] & real['val']
+    for split, items in lists.items():
+        records = read_indexed(result.records[split])
+        assert [item.index for item in items] == sorted(records)
+        stock = mx.image.ImageIter(2, (3, 32, 32), path_imglist=result.lists[split],
+                                   path_root=str(root))
+        assert sum(2 - batch.pad for batch in stock) == len(items)
+
+
+def _lst(tmp, line):
+    path = tmp / 'bad.lst'
+    path.write_bytes(line if isinstance(line, bytes) else line.encode())
+    return path
+
+
+@pytest.mark.parametrize('line, message', [
+    ('0\tnan\ta.jpg\n', 'label nan is not a class index'),
+    ('0\tinf\ta.jpg\n', 'label inf is not a class index'),
+    ('0\t1e30\ta.jpg\n', 'label 1e30 is not a class index (an integer 0 .. 16777215)'),
+    ('-1\t0\ta.jpg\n', 'index -1 is outside 0..2^64-1'),
+    ('18446744073709551616\t0\ta.jpg\n', 'index 18446744073709551616 is outside 0..2^64-1'),
+    (b'0\t0\t\xe9t\xe9.jpg\n', 'line 1 is not UTF-8 text (byte 0xe9)'),
+])
+def test_bad_lst_lines_are_one_line_errors(tmp_path, capsys, line, message):
+    with pytest.raises(SystemExit) as exit_info:
+        im2rec.run_cli(im2rec.main, [str(_lst(tmp_path, line)), str(tmp_path / 'o' / 'p'),
+                                     '--no-progress'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count('\n') == 1
+
+
+def test_records_are_byte_identical_to_mxnets_writer(tmp_path):
+    """Records holding RecordIO's marker word (where dmlc splits them), of every length
+    modulo 4, framed and indexed exactly as MXIndexedRecordIO writes them."""
+    from tools.image_encoding import pack_record
+    magic = b'\x0a\x23\xd7\xce'
+    payloads = [b'', b'a', b'abcde', magic, magic * 3 + b'xy', b'12' + magic + b'34' + magic,
+                bytes(range(256)) * 5 + magic + b'z']
+    stock = mx.recordio.MXIndexedRecordIO(str(tmp_path / 's.idx'), str(tmp_path / 's.rec'), 'w')
+    ours, index, offset = [], [], 0
+    for key, payload in enumerate(payloads):
+        record = mx.recordio.pack(mx.recordio.IRHeader(0, float(key % 3), key, 0), payload)
+        assert pack_record(key, key % 3, payload) == record
+        stock.write_idx(key, record)
+        framed = im2rec.frame_record(record)
+        ours.append(framed)
+        index.append('%d\t%d\n' % (key, offset))
+        offset += len(framed)
+    stock.close()
+    assert b''.join(ours) == (tmp_path / 's.rec').read_bytes()
+    assert ''.join(index) == (tmp_path / 's.idx').read_text()
+
+
+def _cli(*args, preexec_fn=None):
+    return subprocess.run([sys.executable, '-m', 'tools.im2rec', '--no-progress'] + list(args),
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          preexec_fn=preexec_fn)
+
+
+def test_what_cannot_be_read_is_said(photos, tmp_path):
+    """(Root reads everything, so these run without root's file access.) An unreadable photo
+    and an unlistable sub-folder are skipped and reported; an unlistable class folder is a
+    one-line error saying so."""
+    root = tmp_path / 'locked'
+    shutil.copytree(str(photos / 'ants'), str(root / 'ants'))
+    shutil.copytree(str(photos / 'tench'), str(root / 'tench'))
+    os.chmod(str(root / 'ants' / 'nested'), 0)
+    os.chmod(str(root / 'tench' / 'gray.png'), 0)
+    done = _cli(str(root), str(tmp_path / 'out' / 'p'), '--resize', '32',
+                preexec_fn=without_root_file_access)
+    assert done.returncode == 0, done.stderr
+    with open(str(tmp_path / 'out' / 'p_skipped.txt'), encoding='utf-8') as handle:
+        report = dict(line.rstrip('\n').split('\t') for line in handle)
+    assert report == {str(root / 'ants' / 'nested'): 'cannot list this folder: Permission denied',
+                      str(root / 'tench' / 'gray.png'): 'unreadable: Permission denied'}
+    os.chmod(str(root / 'tench'), 0)
+    failed = _cli(str(root), str(tmp_path / 'out2' / 'p'), preexec_fn=without_root_file_access)
+    assert failed.returncode == 2 and failed.stderr.count('\n') == 1
+    assert 'class folder %s: cannot list this folder: Permission denied' % (root / 'tench') \
+        in failed.stderr
+
+
+def _source(photos, tmp_path, classes=('tench',)):
+    root = tmp_path / 'src'
+    for name in classes:
+        shutil.copytree(str(photos / name), str(root / name))
+    return root
+
+
+def test_output_folder_problems_are_one_line_and_leave_nothing(photos, tmp_path):
+    source = _source(photos, tmp_path)
+    read_only = tmp_path / 'ro'
+    read_only.mkdir()
+    os.chmod(str(read_only), 0o555)
+    denied = _cli(str(source), str(read_only / 'p'), preexec_fn=without_root_file_access)
+    assert denied.returncode == 2 and denied.stderr.count('\n') == 1, denied.stderr
+    assert str(read_only) in denied.stderr and 'Permission denied' in denied.stderr
+    assert os.listdir(str(read_only)) == []
+    a_file = tmp_path / 'file'
+    a_file.write_text('x')
+    not_folder = _cli(str(source), str(a_file / 'p'))
+    assert not_folder.returncode == 2 and not_folder.stderr.count('\n') == 1
+    assert 'output folder %s is a file' % a_file in not_folder.stderr
+
+
+def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(photos, tmp_path, small_disk):
+    source = _source(photos, tmp_path, ('ants', 'bees', 'tench'))
+    disk = small_disk(256)
+    full = _cli(str(source), os.path.join(disk, 'p'), '--resize', '256')
+    assert full.returncode == 2 and full.stderr.count('\n') == 1, full.stderr
+    assert '%s: No space left on device (the disk is full)' % os.path.join(disk, 'p.rec') \
+        in full.stderr
+    assert os.listdir(disk) == []
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ('touch ran',))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / 'cifar-10-batches-py'
+    folder.mkdir()
+    with open(str(folder / 'batches.meta'), 'wb') as handle:
+        pickle.dump({b'label_names': [b'a', b'b'], b'evil': _RunsCode()}, handle)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match='it asks to call posix.system, which a data batch never'):
+        convert(str(folder), str(tmp_path / 'out'), progress=False)
+    assert not (tmp_path / 'ran').exists()

@@ -10,7 +10,8 @@ import pytest
 
 import predict
 from inference import model, scoring
-from tests.conftest import REPO
+from tests import bad_images
+from tests.conftest import REPO, without_root_file_access
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,9 @@ def test_predict_top1_equals_score_top1_per_image(ckpt, capsys):
                                    atol=1e-5)
 
 
-def _run(*args):
+def _run(*args, preexec_fn=None):
     return subprocess.run([sys.executable, 'predict.py', '--no-progress'] + list(args), cwd=REPO,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn)
 
 
 def test_unreadable_files_are_reported_and_skipped(ckpt, tmp_path):
@@ -66,3 +67,48 @@ def test_unreadable_files_are_reported_and_skipped(ckpt, tmp_path):
     missing = _run('--model-prefix', ckpt.prefix, str(tmp_path / 'nope.jpg'))
     assert missing.returncode == 2 and missing.stderr.count('\n') == 1
     assert 'nope.jpg not found' in missing.stderr
+
+
+def test_no_bad_file_stops_the_others(ckpt, tmp_path):
+    """(Without root's file access, so that permissions hold.) A FIFO, a link to /dev/zero,
+    PNG bombs, resizes beyond OpenCV's limits, truncated and corrupt JPEGs, an unreadable
+    file, an unlistable folder and a link loop are each one line on stderr and an entry in
+    --json; the photos, and a photo with a video after its end, are still classified."""
+    folder = tmp_path / 'mixed'
+    photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
+    photos = sorted(os.listdir(photo_dir))[:2]
+    good = open(os.path.join(photo_dir, photos[0]), 'rb').read()
+    expected = bad_images.plant(str(folder), good)
+    for name in photos:
+        shutil.copy(os.path.join(photo_dir, name), str(folder / name))
+    shutil.copy(os.path.join(photo_dir, photos[0]), str(folder / 'locked.jpg'))
+    os.chmod(str(folder / 'locked.jpg'), 0)
+    expected['locked.jpg'] = 'unreadable: Permission denied'
+    (folder / 'closed').mkdir()
+    os.chmod(str(folder / 'closed'), 0)
+    expected['closed'] = 'cannot list this folder: Permission denied'
+    os.symlink('.', str(folder / 'loop'))
+    expected['loop'] = 'folder already read (a link loop'
+    result = _run('--model-prefix', ckpt.prefix, str(folder), '--json', '--resize', '80',
+                  preexec_fn=without_root_file_access)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    reasons = {os.path.basename(entry['path']): entry['reason'] for entry in output['skipped']}
+    assert sorted(reasons) == sorted(expected)
+    for name, reason in expected.items():
+        assert reason in reasons[name], name
+    lines = result.stderr.splitlines()
+    assert sorted(lines) == sorted('skipped %s: %s' % (entry['path'], entry['reason'])
+                                   for entry in output['skipped'])
+    assert sorted(os.path.basename(p['path']) for p in output['predictions']) == \
+        sorted(photos + list(bad_images.KEPT))
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(ckpt, tmp_path):
+    folder = tmp_path / 'closed'
+    folder.mkdir()
+    os.chmod(str(folder), 0)
+    result = _run('--model-prefix', ckpt.prefix, str(folder), preexec_fn=without_root_file_access)
+    assert result.returncode == 2 and result.stderr.count('\n') == 1
+    assert 'no image files in %s (%s: cannot list this folder: Permission denied)' % (
+        folder, folder) in result.stderr

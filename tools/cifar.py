@@ -12,7 +12,7 @@ import pickle
 import numpy as np
 
 from engine.errors import UsageError
-from tools.image_sources import Collection, Item
+from tools.image_sources import Collection, Item, clean_name
 
 META = 'batches.meta'
 TRAIN_PATTERN = 'data_batch_*'
@@ -23,10 +23,24 @@ def is_cifar_folder(path):
     return os.path.isfile(os.path.join(path, META))
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10 batches hold (dicts, lists, bytes, numpy arrays): a pickle
+    can name any function to call, so a downloaded file could otherwise run code."""
+    ALLOWED = {(module, name) for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+               for name in ('_reconstruct', 'scalar')} | {
+                   ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError('it asks to call %s.%s, which a data batch never does'
+                                         % (module, name))
+        return super().find_class(module, name)
+
+
 def _load(path):
     try:
         with open(path, 'rb') as handle:
-            batch = pickle.load(handle, encoding='bytes')
+            batch = _BatchUnpickler(handle, encoding='bytes').load()
     except Exception as err:
         raise UsageError('%s is not a CIFAR-10 python batch (%s)' % (path, err))
     if not isinstance(batch, dict):
@@ -55,8 +69,9 @@ def read_batch(path):
 def read_cifar_folder(folder):
     """data_batch_* -> split 'train', test_batch -> split 'val'; class folders = label names."""
     meta_path = os.path.join(folder, META)
-    names = [name.decode() if isinstance(name, bytes) else str(name)
-             for name in _field(_load(meta_path), 'label_names', meta_path)]
+    names = [clean_name(name.decode('utf-8', 'replace') if isinstance(name, bytes) else str(name))
+             or str(label)
+             for label, name in enumerate(_field(_load(meta_path), 'label_names', meta_path))]
     batches = {'train': sorted(glob.glob(os.path.join(folder, TRAIN_PATTERN))),
                'val': sorted(glob.glob(os.path.join(folder, TEST_BATCH)))}
     if not batches['train'] and not batches['val']:

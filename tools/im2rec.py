@@ -3,36 +3,43 @@
 Sources: a folder of class folders (ImageNet layout), a stock im2rec ``.lst``
 file, or a CIFAR-10 python batch folder. Beside the records it writes the
 label map ``{prefix}_labels.txt`` (``index<TAB>folder<TAB>name``, shared by all
-splits) and, when images were bad, ``{prefix}_skipped.txt`` (``path<TAB>reason``).
+splits) and, when files were left out, ``{prefix}_skipped.txt`` (``path<TAB>reason``).
 
-Records are written in list order whatever the number of workers, under
-``*.partial`` names that are renamed only once every split is complete, ``.idx``
-files last: an interrupted run leaves no ``.rec``/``.idx`` pair behind.
+Records are written in list order whatever the number of workers, byte for byte as MXNet's
+``MXIndexedRecordIO`` writes them. A conversion holds ``{prefix}.lock`` while it runs, writes
+under temporary names private to it (``.{name}.im2rec-{pid}-{random}...partial`` in the output
+folder) and renames them into place only once every split is complete, ``.idx`` files last,
+never over a file that appeared meanwhile (unless overwriting): an interrupted run leaves no
+``.rec``/``.idx`` pair behind, and temporaries a killed run left are removed by the next
+conversion of the same prefix.
 
     python -m tools.im2rec ~/photos data/photos --val-ratio 0.1
 """
+import errno
+import glob
 import os
+import secrets
 import signal
+import struct
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import current_process
 
-import cv2
 import numpy as np
-from mxnet.recordio import MXIndexedRecordIO
 from tqdm import tqdm
 
 from engine.cli import OneLineErrorParser, run_cli
 from engine.errors import UsageError
+from engine.imagefile import MAX_SIDE, printable
+from engine.runlock import PrefixLock
 from tools import cifar
-from tools.image_encoding import EncodeSettings, make_record
-from tools.image_sources import read_class_folders, read_lst, read_synsets
+from tools.image_encoding import EncodeSettings, EncoderPool
+from tools.image_sources import clean_name, read_class_folders, read_lst, read_synsets
 
 PARTIAL = '.partial'
-_SETTINGS = None  # a worker process's EncodeSettings, set by _init_worker
 
 
 @dataclass
@@ -111,79 +118,196 @@ def output_paths(prefix, splits):
 def _check_settings(val_ratio, resize, quality, num_workers):
     if not 0 <= val_ratio < 1:
         raise UsageError('validation ratio must be in [0, 1), got %s' % val_ratio)
-    if resize < 0:
-        raise UsageError('resize must be >= 0 (0 keeps the size), got %d' % resize)
+    if not 0 <= resize <= MAX_SIDE:
+        raise UsageError('resize must be in 0..%d (0 keeps the size), got %d' % (MAX_SIDE, resize))
     if not 1 <= quality <= 100:
         raise UsageError('JPEG quality must be in 1..100, got %d' % quality)
     if num_workers < 1:
         raise UsageError('workers must be >= 1, got %d' % num_workers)
 
 
-def _init_worker(settings):
-    global _SETTINGS
-    _SETTINGS = settings
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
-    cv2.setNumThreads(1)
+# --- output files ------------------------------------------------------------------------
+
+_MAGIC = 0xCED7230A          # dmlc RecordIO's record marker
+_MAGIC_BYTES = struct.pack('<I', _MAGIC)
 
 
-def _encode_item(item):
-    return make_record(item.index, item.label, item.path, item.pixels, _SETTINGS)
+def frame_record(record):
+    """``record`` as dmlc's RecordIOWriter (behind ``MXIndexedRecordIO.write``) stores it: a
+    marker and a length word, with the record split (continuation flags 1, 2, 3) wherever it
+    holds the marker at a 4-byte boundary, so readers can resynchronise; padded to 4 bytes.
+    Records here stay far below its 2**29-byte limit (``engine.imagefile.MAX_FILE_BYTES``)."""
+    parts, start, found = [], 0, record.find(_MAGIC_BYTES)
+    while found != -1:
+        if found % 4 == 0:
+            parts += [struct.pack('<II', _MAGIC, (1 if start == 0 else 2) << 29 | found - start),
+                      record[start:found]]
+            start = found + 4
+            found = record.find(_MAGIC_BYTES, start)
+        else:
+            found = record.find(_MAGIC_BYTES, found + 1)
+    parts += [struct.pack('<II', _MAGIC, (3 if start else 0) << 29 | len(record) - start),
+              record[start:], b'\0' * (-len(record) % 4)]
+    return b''.join(parts)
 
 
-def _encoded(items, settings, num_workers):
-    """``make_record`` results for ``items``, in order."""
-    if num_workers == 1 or current_process().daemon:  # a daemon (pool worker) cannot fork workers
-        for item in items:
-            yield make_record(item.index, item.label, item.path, item.pixels, settings)
-        return
-    chunksize = max(1, min(32, len(items) // (num_workers * 8)))
-    # ProcessPoolExecutor, not multiprocessing.Pool: a dead worker raises BrokenProcessPool
-    # instead of leaving the run waiting forever for its results.
-    with ProcessPoolExecutor(num_workers, initializer=_init_worker, initargs=(settings,)) as pool:
+class _Output:
+    """One output file, written under a temporary name until it is published. File-system
+    errors name the final path, the one the user knows."""
+
+    def __init__(self, final, temp):
+        self.final, self.temp, self.handle = final, temp, None
+        with self.named_errors():
+            self.handle = open(temp, 'xb')
+
+    @contextmanager
+    def named_errors(self):
         try:
-            yield from pool.map(_encode_item, items, chunksize=chunksize)
-        except BaseException:  # also Ctrl-C and an abandoned generator: drop the queued work
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            yield
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, self.final) from None
+
+    def write(self, data):
+        with self.named_errors():
+            self.handle.write(data)
+
+    def finish(self):
+        """Flush to disk and close: a full disk shows here, not after publishing."""
+        with self.named_errors():
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+
+    def discard(self):
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+        try:
+            os.remove(self.temp)
+        except FileNotFoundError:
+            pass
 
 
-def _write_split(items, paths, settings, num_workers, bar, skipped):
-    """Write one split's records to ``*.partial`` files; returns ``(written items, counts)``."""
-    writer = MXIndexedRecordIO(paths['idx'] + PARTIAL, paths['rec'] + PARTIAL, 'w')
-    by_index = {item.index: item for item in items}
-    written = []
+class _Outputs:
+    """The files of one conversion of ``prefix``: temporaries named after this run, published
+    together at the end, removed on any failure."""
+
+    def __init__(self, prefix):
+        folder, name = os.path.split(prefix)
+        self.prefix, self.files = prefix, []
+        self.temp_start = os.path.join(folder, '.%s.im2rec-' % name)
+        self.token = '%d-%s' % (os.getpid(), secrets.token_hex(4))
+
+    def remove_stale(self):
+        """Temporaries of this prefix left by a killed run (the prefix lock is ours, so no
+        live conversion owns them)."""
+        for path in glob.glob(glob.escape(self.temp_start) + '*' + PARTIAL):
+            os.remove(path)
+
+    def create(self, final):
+        output = _Output(final, '%s%s%s%s' % (self.temp_start, self.token,
+                                               final[len(self.prefix):], PARTIAL))
+        self.files.append(output)
+        return output
+
+    def write_text(self, final, lines):
+        output = self.create(final)
+        output.write(''.join(line + '\n' for line in lines).encode('utf-8'))
+        output.finish()
+
+    def publish(self, overwrite, stale):
+        """Rename every temporary onto its final name, ``.idx`` files last. Without
+        ``overwrite`` a final name that appeared meanwhile stops it, and what was already
+        published is taken back. With it, old ``.idx`` files and the ``stale`` files this run
+        does not replace go first, so no old ``.idx`` sits beside a new ``.rec``."""
+        files = sorted(self.files, key=lambda output: output.final.endswith('.idx'))
+        finals = [output.final for output in files]
+        if overwrite:
+            for path in [p for p in finals if p.endswith('.idx')] + [p for p in stale
+                                                                    if p not in finals]:
+                if os.path.lexists(path):
+                    os.remove(path)
+        placed = []
+        try:
+            for output in files:
+                with output.named_errors():
+                    if overwrite:
+                        os.replace(output.temp, output.final)
+                    else:
+                        _place_new(output.temp, output.final)
+                placed.append(output.final)
+        except FileExistsError as err:
+            for path in placed:
+                os.remove(path)
+            raise UsageError('%s appeared while this conversion ran (another program wrote it): '
+                             'nothing was published; remove it, or use --overwrite'
+                             % err.filename)
+        _sync_folder(os.path.dirname(self.prefix))
+
+    def discard(self):
+        for output in self.files:
+            output.discard()
+
+
+def _place_new(temp, final):
+    """Move ``temp`` to ``final`` unless ``final`` exists (atomically where hard links work)."""
     try:
-        for index, record, reason in _encoded(items, settings, num_workers):
-            if record is None:
-                skipped.append((by_index[index].path, reason))
-            else:
-                writer.write_idx(index, record)
-                written.append(by_index[index])
-            bar.update(1)
+        os.link(temp, final)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), final) from None
+    except OSError:                 # no hard links on this file system: check, then rename
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), final) from None
+        os.rename(temp, final)
+        return
+    os.remove(temp)
+
+
+def _sync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                        # some file systems cannot sync a folder; the files are
     finally:
-        writer.close()
-    return written, Counter(item.label for item in written)
+        os.close(fd)
 
 
-def _write_text(path, lines):
-    with open(path + PARTIAL, 'w', encoding='utf-8') as handle:
-        handle.writelines(line + '\n' for line in lines)
+@contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait until the block is done, then act: clean-up and publishing
+    must not be cut short, and a second Ctrl-C must not turn into a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                       # signals only ever interrupt the main thread
+        return
+    received = []
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(number)
+        if handler is not None:     # None: set outside Python, leave it alone
+            previous[number] = signal.signal(number, lambda n, frame: received.append(n))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def _lst_lines(items):
     return ['%d\t%f\t%s' % (item.index, item.label, item.lst_path) for item in items]
 
 
-def _publish(paths, stale):
-    """Rename every ``path.partial`` onto ``path``, .idx files last, and remove ``stale`` files
-    that this run does not replace. Old .idx files go first, so an overwritten .rec never sits
-    beside an .idx that does not belong to it."""
-    for path in [p for p in paths if p.endswith('.idx')] + [p for p in stale if p not in paths]:
-        if os.path.exists(path):
-            os.remove(path)
-    for path in sorted(paths, key=lambda p: p.endswith('.idx')):
-        os.replace(path + PARTIAL, path)
+def _report_lines(skipped):
+    return ['%s\t%s' % (printable(path), printable(reason)) for path, reason in skipped]
 
+
+# --- conversion --------------------------------------------------------------------------
 
 def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=False, quality=95,
             pass_through=False, num_workers=None, synsets=None, overwrite=False, progress=True,
@@ -198,42 +322,47 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
     _check_settings(val_ratio, resize, quality, num_workers)
     collection = split_collection(load_collection(os.fspath(source), root, pass_through),
                                   val_ratio, seed)
-    prefix = os.path.abspath(os.fspath(prefix))
-    paths = output_paths(prefix, collection.splits)
-    labels_path, skipped_path = prefix + '_labels.txt', prefix + '_skipped.txt'
-    finals = [path for split in paths.values() for path in split.values()] + [labels_path]
-    existing = [path for path in finals + [skipped_path] if os.path.exists(path)]
-    if existing and not overwrite:
-        raise UsageError('%s already exists (use --overwrite, or overwrite=True, to replace it)'
-                         % existing[0])
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
-
     names = read_synsets(synsets) if synsets else {}
-    class_names = [names.get(folder, folder) for folder in collection.class_folders]
-    settings = EncodeSettings(resize, center_crop, quality, pass_through)
-    start, skipped, counts = time.time(), [], {}
-    total = sum(len(items) for items in collection.splits.values())
-    partials = [path + PARTIAL for path in finals + [skipped_path]]
-    try:
-        with tqdm(total=total, unit='img', desc='im2rec', disable=not progress) as bar:
-            for split, items in collection.splits.items():
-                written, per_class = _write_split(items, paths[split], settings, num_workers,
-                                                  bar, skipped)
-                counts[split] = {label: per_class[label] for label in range(len(class_names))}
-                _write_text(paths[split]['lst'], _lst_lines(written))
-        if not any(sum(per_class.values()) for per_class in counts.values()):
-            raise UsageError('none of the %d images could be converted (first problem: %s: %s)'
-                             % (total, skipped[0][0], skipped[0][1]))
-        _write_text(labels_path, ['%d\t%s\t%s' % entry
-                                  for entry in zip(range(len(class_names)), collection.class_folders,
-                                                   class_names)])
-        if skipped:
-            _write_text(skipped_path, ['%s\t%s' % entry for entry in skipped])
-        _publish(finals + ([skipped_path] if skipped else []), stale=[skipped_path])
-    finally:
-        for path in partials:
-            if os.path.exists(path):
-                os.remove(path)
+    class_names = [names.get(folder, clean_name(folder)) for folder in collection.class_folders]
+    prefix = os.path.abspath(os.fspath(prefix))
+    if os.path.exists(os.path.dirname(prefix)) and not os.path.isdir(os.path.dirname(prefix)):
+        raise UsageError('output folder %s is a file, not a folder: choose another prefix'
+                         % os.path.dirname(prefix))
+    with PrefixLock(prefix, 'conversion'):
+        outputs = _Outputs(prefix)
+        outputs.remove_stale()
+        paths = output_paths(prefix, collection.splits)
+        labels_path, skipped_path = prefix + '_labels.txt', prefix + '_skipped.txt'
+        finals = [path for split in paths.values() for path in split.values()] + [labels_path]
+        existing = [path for path in finals + [skipped_path] if os.path.lexists(path)]
+        if existing and not overwrite:
+            raise UsageError('%s already exists (use --overwrite, or overwrite=True, to replace '
+                             'it)' % existing[0])
+        start, skipped, counts = time.time(), list(collection.skipped), {}
+        settings = EncodeSettings(resize, center_crop, quality, pass_through)
+        total = sum(len(items) for items in collection.splits.values())
+        pool = EncoderPool(settings, max(1, min(num_workers, total)))
+        try:
+            with tqdm(total=total, unit='img', desc='im2rec', disable=not progress) as bar:
+                for split, items in collection.splits.items():
+                    written = _write_split(items, paths[split], pool, outputs, bar, skipped)
+                    per_class = Counter(item.label for item in written)
+                    counts[split] = {label: per_class[label] for label in range(len(class_names))}
+                    outputs.write_text(paths[split]['lst'], _lst_lines(written))
+            pool.close()            # all encoded: the workers end at the end of their pipes
+            if not any(sum(per_class.values()) for per_class in counts.values()):
+                raise UsageError('none of the %d images could be converted (first problem: %s: %s)'
+                                 % (total, printable(skipped[0][0]), skipped[0][1]))
+            outputs.write_text(labels_path, ['%d\t%s\t%s' % entry for entry in zip(
+                range(len(class_names)), collection.class_folders, class_names)])
+            if skipped:
+                outputs.write_text(skipped_path, _report_lines(skipped))
+            with _signals_deferred():
+                outputs.publish(overwrite, stale=[skipped_path])
+        finally:
+            with _signals_deferred():
+                pool.close(kill=True)          # at once, if still running
+                outputs.discard()
     return ConvertResult(
         records={split: p['rec'] for split, p in paths.items()},
         indexes={split: p['idx'] for split, p in paths.items()},
@@ -241,6 +370,25 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
         counts=counts, skipped=skipped, labels_path=labels_path,
         skipped_path=skipped_path if skipped else None, class_names=class_names,
         class_folders=list(collection.class_folders), seconds=time.time() - start)
+
+
+def _write_split(items, paths, pool, outputs, bar, skipped):
+    """Write one split's records; returns the items written."""
+    rec, idx = outputs.create(paths['rec']), outputs.create(paths['idx'])
+    written, offset = [], 0
+    for item, (index, record, reason) in zip(items, pool.map(items)):
+        if record is None:
+            skipped.append((item.path, reason))
+        else:
+            framed = frame_record(record)
+            rec.write(framed)
+            idx.write(b'%d\t%d\n' % (index, offset))
+            offset += len(framed)
+            written.append(item)
+        bar.update(1)
+    rec.finish()
+    idx.finish()
+    return written
 
 
 def build_parser():
@@ -265,8 +413,8 @@ def build_parser():
     parser.add_argument('--quality', type=int, default=95, metavar='Q',
                         help='JPEG quality 1-100 (default: %(default)s)')
     parser.add_argument('--pass-through', action='store_true',
-                        help='store the files unchanged: no resize, no re-encode (files are still '
-                             'checked and bad ones skipped)')
+                        help='store JPEG and PNG files unchanged: no resize, no re-encode (files '
+                             'are still checked; bad ones and other formats are skipped)')
     parser.add_argument('--workers', type=int, default=None, metavar='K',
                         help='encoding processes (default: all %d cores)' % (os.cpu_count() or 1))
     parser.add_argument('--synsets', default=None, metavar='FILE',
@@ -297,16 +445,38 @@ def summary_lines(result):
     return lines
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs."""
+
+
+def _terminate(number, frame):
+    raise Terminated()
+
+
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
 def main(argv=None):
+    """The command line. Ctrl-C reaches ``run_cli`` ("interrupted", exit 130); SIGTERM stops
+    the same way and exits 143. Either way nothing is published and no temporary is left."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = convert(args.source, args.prefix, val_ratio=args.val_ratio, seed=args.seed,
                          resize=args.resize, center_crop=args.center_crop, quality=args.quality,
                          pass_through=args.pass_through, num_workers=args.workers,
                          synsets=args.synsets, overwrite=args.overwrite, progress=args.progress,
                          root=args.root)
-    except KeyboardInterrupt:
-        raise UsageError('interrupted: no output files were written')
+    except Terminated:
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, whatever follows
+        try:
+            print('%s: error: terminated (SIGTERM): no output files were written'
+                  % os.path.basename(sys.argv[0]), file=sys.stderr, flush=True)
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+        return TERMINATED_EXIT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print('\n'.join(summary_lines(result)))
     return result
 

@@ -1,87 +1,49 @@
-"""One image in, one packed RecordIO record out (or the reason it was skipped).
+"""One image in, one packed RecordIO record out (or the reason it was skipped), in worker
+processes that cannot deadlock.
 
-Runs inside the converter's worker processes, so it imports no MXNet engine
-state: ``mx.recordio.pack`` is plain Python. Decoding a JPEG at 1/2, 1/4 or 1/8
-scale (libjpeg's DCT scaling) when the photo is much larger than the target is
-what makes conversion of full-size photos fast.
+The workers are fresh interpreters (``python -c``, never a bare ``fork``): a forked child of a
+process whose OpenCV or MXNet threads held a lock at fork time blocks forever on that lock,
+and ``multiprocessing``'s ``spawn`` re-runs the caller's ``__main__`` module. They import only
+this module, ``engine.imagefile``, OpenCV and numpy -- no MXNet -- so they start in a fraction
+of a second; the record header is packed with ``struct``, byte for byte as
+``mxnet.recordio.pack`` packs it. Tasks and results travel over the workers' stdin and
+stdout as length-prefixed pickles, one result per image, in order.
+
+A worker dies with the converter however the converter dies: it exits at the end of its task
+pipe, and the kernel kills it (``PR_SET_PDEATHSIG``) when its parent is gone.
 """
-from collections import namedtuple
+import ctypes
+import fcntl
+import os
+import pickle
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+from collections import deque, namedtuple
 
 import cv2
-import numpy as np
-from mxnet.recordio import IRHeader, pack
+
+from engine.errors import UsageError
+from engine.imagefile import SkipImage, check_resize, decode, load_image, probe, read_image_bytes
 
 EncodeSettings = namedtuple('EncodeSettings', 'resize center_crop quality pass_through')
 
-# Reduced decoding flags by scale factor, largest first.
-_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-            (2, cv2.IMREAD_REDUCED_COLOR_2))
-_JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
-_PNG_START, _PNG_END = b'\x89PNG\r\n\x1a\n', b'IEND'
-# A complete file has its end marker in its last bytes (a little trailing padding is tolerated).
-_TAIL = 1024
+# Formats a record may hold unchanged (stock MXNet readers cannot decode WebP or PPM/PGM; JPEG
+# and PNG are what every reader of image records decodes).
+PASS_THROUGH_FORMATS = ('JPEG', 'PNG')
+# MXNet's IRHeader (flag uint32, label float32, id uint64, id2 uint64), little-endian as
+# mxnet.recordio.pack writes it on every platform MXNet runs on.
+_HEADER = struct.Struct('<IfQQ')
 
 
-class SkipImage(Exception):
-    """The input is not a usable image; the message is the reason for the skipped report."""
+def pack_record(index, label, payload):
+    """``mxnet.recordio.pack(IRHeader(0, label, index, 0), payload)``, without MXNet."""
+    return _HEADER.pack(0, float(label), index, 0) + payload
 
 
-def truncation_problem(data):
-    """Why ``data`` (a JPEG or PNG file's bytes) looks cut short, or None.
-
-    OpenCV decodes a truncated JPEG without complaint and fills the missing rows
-    with grey, so the end-of-image marker is checked explicitly.
-    """
-    if data.startswith(_JPEG_START) and _JPEG_END not in data[-_TAIL:]:
-        return 'truncated JPEG (no end-of-image marker)'
-    if data.startswith(_PNG_START) and _PNG_END not in data[-_TAIL:]:
-        return 'truncated PNG (no IEND chunk)'
-    return None
-
-
-def jpeg_shorter_side(data):
-    """The shorter side from a JPEG's frame header (no decoding), or None if not found."""
-    i, end = 2, len(data) - 9
-    while i < end:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
-            i += 2
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            return min(int.from_bytes(data[i + 5:i + 7], 'big'),
-                       int.from_bytes(data[i + 7:i + 9], 'big'))
-        else:
-            i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
-    return None
-
-
-def _reduced_flag(data, target):
-    """The cheapest decode flag that still leaves the shorter side >= ``target``."""
-    shorter = target and data.startswith(_JPEG_START) and jpeg_shorter_side(data)
-    for factor, flag in _REDUCED:
-        if shorter and shorter // factor >= target:
-            return flag
-    return cv2.IMREAD_COLOR
-
-
-def decode(data, target=0):
-    """BGR uint8 image (grey and alpha images become 3 channels) from encoded bytes."""
-    if not data:
-        raise SkipImage('empty file')
-    problem = truncation_problem(data)
-    if problem:
-        raise SkipImage(problem)
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), _reduced_flag(data, target))
-    except cv2.error as err:
-        raise SkipImage('cannot decode: %s' % str(err).strip().splitlines()[-1])
-    if img is None or img.size == 0:
-        raise SkipImage('not an image OpenCV can decode')
-    return img
-
+# --- one image ---------------------------------------------------------------------------
 
 def resize_shorter(img, size):
     """Scale so the shorter side is ``size`` (area filter down, bilinear up)."""
@@ -117,23 +79,27 @@ def encode_jpeg(img, quality):
     return buf.tobytes()
 
 
-def read_file(path):
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read()
-    except OSError as err:
-        raise SkipImage('unreadable: %s' % (err.strerror or err))
+def pass_through_payload(path):
+    """The file's bytes, unchanged, once they proved to be a complete, decodable image that
+    stock MXNet readers can decode."""
+    data = read_image_bytes(path)
+    info = probe(data)
+    if info.format not in PASS_THROUGH_FORMATS:
+        raise SkipImage('a %s file: pass-through keeps only %s files (stock MXNet readers '
+                        'cannot decode some other formats); convert without pass-through to '
+                        'store it as JPEG' % (info.format, ' and '.join(PASS_THROUGH_FORMATS)))
+    decode(data, info, shorter=1)   # cheaply: a JPEG at 1/8 scale
+    return data
 
 
 def image_payload(path, pixels, settings):
     """The encoded image bytes for one record, from a file ``path`` or a BGR array ``pixels``."""
+    if pixels is None and settings.pass_through:
+        return pass_through_payload(path)
     if pixels is None:
-        data = read_file(path)
-        if settings.pass_through:
-            decode(data, target=8)  # validate cheaply; the bytes are stored unchanged
-            return data
-        img = decode(data, settings.resize)
+        img = load_image(path, settings.resize)
     else:
+        check_resize(pixels.shape[1], pixels.shape[0], settings.resize)
         img = pixels
     return encode_jpeg(transform(img, settings), settings.quality)
 
@@ -144,4 +110,265 @@ def make_record(index, label, path, pixels, settings):
         payload = image_payload(path, pixels, settings)
     except SkipImage as why:
         return index, None, str(why)
-    return index, pack(IRHeader(0, float(label), index, 0), payload), None
+    except (cv2.error, MemoryError) as err:     # what the checks before decoding cannot foresee
+        reason = (str(err).strip() or 'out of memory').splitlines()[-1]
+        return index, None, 'cannot convert: %s' % reason
+    return index, pack_record(index, label, payload), None
+
+
+# --- the pipe protocol -------------------------------------------------------------------
+
+_LENGTH = struct.Struct('<Q')
+
+
+def _frame(obj):
+    body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(body)) + body
+
+
+def _read_frame(stream):
+    """The next object from ``stream``, or None at its end."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    size = _LENGTH.unpack(head)[0]
+    body = stream.read(size)
+    return pickle.loads(body) if len(body) == size else None
+
+
+def _die_with_parent(libc, parent_pid):
+    """Have the kernel kill this process when its parent dies (Linux); if the parent is
+    already gone, exit now."""
+    try:
+        libc.prctl(1, signal.SIGKILL)                                # PR_SET_PDEATHSIG
+    except AttributeError:
+        pass                                  # not Linux: the end of the task pipe still ends us
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _keep_freed_memory(libc):
+    """Every image allocates and frees buffers of a few hundred KB; glibc would hand them
+    back to the kernel each time (a fresh process has low thresholds) and fault them in
+    again: ten times the page faults and a fifth more CPU. Keep up to 64 MiB."""
+    try:
+        libc.mallopt(-1, 64 << 20)    # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)    # M_MMAP_THRESHOLD: larger blocks still go straight back
+    except AttributeError:
+        pass                          # not glibc
+
+
+def serve(parent_pid):
+    """A worker's life: settings, then batches of ``(position, make_record arguments)``;
+    writes ``(position, make_record result)`` per image until its stdin ends."""
+    libc = ctypes.CDLL(None)
+    _die_with_parent(libc, parent_pid)
+    _keep_freed_memory(libc)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the converter's to handle
+    cv2.setNumThreads(1)                           # one process per core already
+    tasks = os.fdopen(0, 'rb')
+    results = os.fdopen(os.dup(1), 'wb')
+    os.dup2(2, 1)              # anything a library prints goes to stderr, not into the results
+    try:
+        settings = _read_frame(tasks)
+        while True:
+            batch = _read_frame(tasks)
+            if batch is None:
+                return
+            for position, (index, label, path, pixels) in batch:
+                results.write(_frame((position, make_record(index, label, path, pixels,
+                                                            settings))))
+                results.flush()    # per image: if the next one crashes us, this one counts
+    except BrokenPipeError:
+        pass                   # the converter is gone
+
+
+_WORKER = 'import sys; sys.path[0] = %r; from tools.image_encoding import serve; serve(%d)'
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the converter's side ----------------------------------------------------------------
+
+class WorkerFailed(UsageError):
+    """An encoding worker could not start or stopped with an error of its own (reported as
+    one line, like a user's mistake, by the command-line tools)."""
+
+
+class _Worker:
+    def __init__(self, settings):
+        self.proc = subprocess.Popen(
+            [sys.executable, '-c', _WORKER % (_ROOT, os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.tasks, self.results = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        os.set_blocking(self.tasks, False)
+        os.set_blocking(self.results, False)
+        try:    # room for dozens of records, so a worker rarely waits for the converter
+            fcntl.fcntl(self.results, getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
+        except (AttributeError, OSError):
+            pass
+        self.outgoing = bytearray(_frame(settings))
+        self.incoming = bytearray()
+        self.in_flight = deque()      # positions sent, in order; the first is being encoded
+
+    def received(self):
+        """``(position, result)`` pairs complete in ``incoming``."""
+        while len(self.incoming) >= _LENGTH.size:
+            size = _LENGTH.unpack_from(self.incoming)[0]
+            if len(self.incoming) < _LENGTH.size + size:
+                return
+            yield pickle.loads(self.incoming[_LENGTH.size:_LENGTH.size + size])
+            del self.incoming[:_LENGTH.size + size]
+
+    def stop(self, kill):
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if kill:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class EncoderPool:
+    """``with EncoderPool(settings, n) as pool: for result in pool.map(items): ...`` --
+    ``make_record`` results in item order, encoded by ``n`` worker processes.
+
+    An image that kills its worker (a crash inside a decoder, the out-of-memory killer) is
+    reported as skipped and the worker replaced; a worker that fails otherwise raises
+    ``WorkerFailed``. Leaving the ``with`` block early kills the workers at once.
+    """
+    # About 50 ms of work queued per worker: on a busy machine the converter may wait that
+    # long for the CPU, and a worker with an empty queue would idle meanwhile.
+    BATCH = 16           # images per task message
+    AHEAD = 4            # task messages per worker not yet answered
+    WINDOW = 256         # results per worker held back for the item order, at most
+    MAX_DEATHS_IN_A_ROW = 5
+
+    def __init__(self, settings, num_workers):
+        self.settings, self.workers = settings, []
+        self._selector = selectors.DefaultSelector()
+        try:
+            for _ in range(num_workers):
+                self._start()
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        self.close(kill=kind is not None)
+
+    def _start(self):
+        worker = _Worker(self.settings)
+        self.workers.append(worker)
+        self._selector.register(worker.results, selectors.EVENT_READ, worker)
+        self._watch_tasks(worker)
+
+    def close(self, kill=False):
+        """End the workers: at the end of their task pipe, or at once with ``kill``. Closing
+        a closed pool does nothing."""
+        for worker in self.workers:
+            for fd in (worker.results, worker.tasks):
+                try:
+                    self._selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+            worker.stop(kill)
+        self.workers = []
+        self._selector.close()
+
+    def map(self, items):
+        """``make_record(item.index, item.label, item.path, item.pixels, settings)`` per item."""
+        items = list(items)
+        waiting, done, next_out, deaths_in_a_row = deque(range(len(items))), {}, 0, 0
+        while next_out < len(items):
+            if next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+                continue
+            self._hand_out(items, waiting, next_out)
+            for key, _ in self._selector.select():
+                worker = key.data
+                if key.fd == worker.tasks:
+                    self._send(worker)
+                    continue
+                chunk = os.read(worker.results, 1 << 20)
+                worker.incoming += chunk
+                for position, result in worker.received():
+                    worker.in_flight.popleft()
+                    done[position] = result
+                    deaths_in_a_row = 0
+                if not chunk:
+                    deaths_in_a_row += 1
+                    self._replace(worker, items, waiting, done, deaths_in_a_row)
+                    break       # the other ready keys may belong to the dead worker
+
+    def _hand_out(self, items, waiting, next_out):
+        limit = next_out + self.WINDOW * len(self.workers)
+        for worker in self.workers:
+            while (len(worker.in_flight) < self.BATCH * self.AHEAD and waiting
+                   and waiting[0] < limit):
+                batch = []
+                while waiting and waiting[0] < limit and len(batch) < self.BATCH:
+                    position = waiting.popleft()
+                    item = items[position]
+                    batch.append((position, (item.index, item.label, item.path, item.pixels)))
+                worker.in_flight.extend(position for position, _ in batch)
+                worker.outgoing += _frame(batch)
+            self._send(worker)
+
+    def _send(self, worker):
+        if worker.outgoing:
+            try:
+                del worker.outgoing[:os.write(worker.tasks, worker.outgoing)]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                worker.outgoing.clear()   # it died: the end of its results says so next
+        self._watch_tasks(worker)
+
+    def _watch_tasks(self, worker):
+        """Wait for room in a worker's task pipe only while there is something to send."""
+        registered = worker.tasks in self._selector.get_map()
+        if worker.outgoing and not registered:
+            self._selector.register(worker.tasks, selectors.EVENT_WRITE, worker)
+        elif not worker.outgoing and registered:
+            self._selector.unregister(worker.tasks)
+
+    def _replace(self, worker, items, waiting, done, deaths_in_a_row):
+        """A worker's results ended: it died. The image it was encoding is skipped when a
+        signal killed it (a crash in a decoder, the out-of-memory killer); the rest of its
+        work goes to a new worker."""
+        for fd in (worker.results, worker.tasks):
+            if fd in self._selector.get_map():
+                self._selector.unregister(fd)
+        worker.stop(kill=True)
+        self.workers.remove(worker)
+        status = worker.proc.returncode
+        if status >= 0:
+            raise WorkerFailed('an encoding worker stopped with exit status %d (its error is '
+                               'printed above)' % status)
+        if deaths_in_a_row > self.MAX_DEATHS_IN_A_ROW:
+            raise WorkerFailed('encoding workers keep dying (the last one: %s); out of memory?'
+                               % _signal_name(-status))
+        if worker.in_flight:
+            culprit = worker.in_flight.popleft()
+            done[culprit] = (items[culprit].index, None,
+                             'the worker decoding it died (%s): a file that crashes the '
+                             'decoder, or out of memory' % _signal_name(-status))
+            waiting.extendleft(reversed(worker.in_flight))
+        self._start()
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return 'signal %d' % number
