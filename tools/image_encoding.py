@@ -164,7 +164,6 @@ def serve(parent_pid):
     libc = ctypes.CDLL(None)
     _die_with_parent(libc, parent_pid)
     _keep_freed_memory(libc)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the converter's to handle
     cv2.setNumThreads(1)                           # one process per core already
     tasks = os.fdopen(0, 'rb')
     results = os.fdopen(os.dup(1), 'wb')
@@ -183,7 +182,9 @@ def serve(parent_pid):
         pass                   # the converter is gone
 
 
-_WORKER = 'import sys; sys.path[0] = %r; from tools.image_encoding import serve; serve(%d)'
+# Ctrl-C is the converter's to handle: ignored before anything else, even while cv2 imports.
+_WORKER = ('import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; '
+           'sys.path[0] = %r; from tools.image_encoding import serve; serve(%d)')
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
