@@ -17,15 +17,10 @@ from tqdm import tqdm
 import iterators
 from engine.checkpoint import atomic_write
 from engine.errors import UsageError
-from inference.model import mxnet_error_line
 from inference.predictor import Predictor
-from iterators.tencrop import CROPS_PER_IMAGE, find_bad_record
+from iterators.tencrop import CROPS_PER_IMAGE
 
 TOP_K = 5
-# Batches ImageRecordIter may decode ahead of the one handed out (its prefetch buffer, 4 in
-# iterators.get_val_iter, and the batches in its workers' hands): where a record it failed
-# on can be.
-_DECODED_AHEAD = 8
 
 
 @dataclass
@@ -91,9 +86,8 @@ def score(model, path_rec, batch_size=32, contexts=None, *, ten_crop=False, prec
     norm = dict(mean_rgb=model.mean_rgb, std_rgb=model.std_rgb)
     calib_iter = None
     if precision == 'int8' and calib_rec:
-        calib_iter = NamingBadRecords(lambda: iterators.get_val_iter(
-            calib_rec, batch_size, model.image_shape, num_threads=num_threads, **norm),
-            calib_rec, batch_size)
+        calib_iter = iterators.get_val_iter(calib_rec, batch_size, model.image_shape,
+                                            num_threads=num_threads, **norm)
     crops = CROPS_PER_IMAGE if ten_crop else 1
     predictor = Predictor.for_model(model, batch_size * crops, contexts, precision=precision,
                                     calib_iter=calib_iter, num_calib_examples=num_calib_examples,
@@ -102,9 +96,8 @@ def score(model, path_rec, batch_size=32, contexts=None, *, ten_crop=False, prec
         data_iter = iterators.TenCropIter(path_rec, batch_size, model.image_shape,
                                           num_threads=num_threads, **norm)
     else:
-        data_iter = NamingBadRecords(lambda: iterators.get_val_iter(
-            path_rec, batch_size, model.image_shape, num_threads=num_threads, **norm),
-            path_rec, batch_size)
+        data_iter = iterators.get_val_iter(path_rec, batch_size, model.image_shape,
+                                           num_threads=num_threads, **norm)
     labels, top_classes, top_probs = [], [], []
     k = min(TOP_K, model.num_classes)
     start = time.time()
@@ -132,38 +125,6 @@ def score(model, path_rec, batch_size=32, contexts=None, *, ten_crop=False, prec
         raise RuntimeError('scored %d images but %s holds %d records'
                            % (result.num_images, path_rec, num_records))
     return result
-
-
-class NamingBadRecords(mx.io.DataIter):
-    """The ``ImageRecordIter`` over ``path_rec`` that ``make_iter()`` returns, whose decoding
-    failures (MXNet raises them from a worker thread, as a C++ traceback) are one-line errors
-    naming the record: found by decoding the records it may have been working on."""
-
-    def __init__(self, make_iter, path_rec, batch_size):
-        super().__init__(batch_size)
-        self._path = path_rec
-        self._position = 0           # records handed out so far
-        self._iter = self._guard(make_iter)    # it decodes its first batches at once
-        self.provide_data = self._iter.provide_data
-        self.provide_label = self._iter.provide_label
-
-    def reset(self):
-        self._position = 0
-        self._guard(self._iter.reset)
-
-    def next(self):
-        batch = self._guard(self._iter.next)
-        self._position += self.batch_size - batch.pad
-        return batch
-
-    def _guard(self, read):
-        try:
-            return read()
-        except mx.base.MXNetError as err:
-            bad = find_bad_record(self._path, self._position, _DECODED_AHEAD * self.batch_size)
-            raise (bad or UsageError('%s: MXNet could not read the records after record %d: %s'
-                                     % (self._path, self._position,
-                                        mxnet_error_line(err)))) from None
 
 
 def _class_indices(label, num_classes, path_rec):

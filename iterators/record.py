@@ -13,13 +13,12 @@ import logging
 import os
 import time
 
-import cv2
 import mxnet as mx
-import numpy as np
 
 from engine.errors import UsageError
 from iterators.normalize import MEAN_RGB, check_mean_std
-from iterators.recordfile import check_record_file, index_path, part_range, read_index
+from iterators.recordfile import (check_record_file, decode_record, index_path, part_range,
+                                  read_index)
 
 # Random-resized-crop ranges of the Inception/ResNet recipe (torchvision and GluonCV defaults).
 RANDOM_AREA = (0.08, 1.0)
@@ -137,29 +136,27 @@ def read_error(path_rec, err, positions, channels):
     the first record (of those at ``positions`` in file order, the likeliest first) that does
     not decode, else repeats MXNet's reason."""
     keys = read_index(path_rec).keys
-    key = first_undecodable(path_rec, [keys[i] for i in positions], channels)
-    if key is not None:
-        return UsageError('%s: record %s is not a decodable image; convert the images again with '
-                          'python -m tools.im2rec (it skips files that do not decode)'
-                          % (path_rec, key))
+    bad = first_bad_record(path_rec, [keys[i] for i in positions], channels)
+    if bad is not None:
+        return bad
     reason = [line for line in str(err).splitlines() if line.strip()][-1]
     return UsageError('reading %s failed: %s; the file may be damaged: convert the images again '
                       'with python -m tools.im2rec'
                       % (path_rec, reason.replace('MXNetError: ', '')))
 
 
-def first_undecodable(path_rec, keys, channels=3, seconds=SEARCH_SECONDS):
-    """The first of ``keys`` whose image OpenCV cannot decode, looking for at most ``seconds``;
-    None when all of those decode."""
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+def first_bad_record(path_rec, keys, channels=3, seconds=SEARCH_SECONDS):
+    """The ``UsageError`` of the first of ``keys`` whose record does not decode
+    (``recordfile.decode_record``), looking for at most ``seconds``; None when those decode."""
     reader = mx.recordio.MXIndexedRecordIO(index_path(path_rec), path_rec, 'r')
     start = time.monotonic()
     told = False
     try:
         for key in keys:
-            _, encoded = mx.recordio.unpack(reader.read_idx(int(key)))
-            if cv2.imdecode(np.frombuffer(encoded, np.uint8), flag) is None:
-                return key
+            try:
+                decode_record(reader.read_idx(int(key)), path_rec, key, channels)
+            except UsageError as err:
+                return err
             waited = time.monotonic() - start
             if waited > seconds:
                 return None

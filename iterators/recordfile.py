@@ -10,8 +10,10 @@ import collections
 import os
 import struct
 
+import cv2
 import numpy as np
 
+from engine import imagefile
 from engine.errors import UsageError
 
 _MAGIC = 0xced7230a           # dmlc RecordIO: every record part starts with this uint32
@@ -172,6 +174,28 @@ def _check_labels(path_rec, index, num_classes):
                          '0..%d; %d record(s) outside); check --num-classes and the labels the '
                          '.rec was made with' % (path_rec, index.keys[i], labels[i], num_classes,
                                                  num_classes - 1, len(bad)))
+
+
+def decode_record(raw, path_rec, key, channels=3):
+    """``(label, image)`` of one raw record (``MXRecordIO.read``'s bytes): a BGR uint8 image
+    (grey for ``channels=1``), checked as ``engine.imagefile`` checks a file (a truncated or
+    corrupt JPEG decodes in OpenCV with a mere warning). Anything else is a one-line error
+    naming the file and the record."""
+    if len(raw) < _IMAGE_HEADER.size:
+        raise UsageError('%s: record %s is %d bytes, too short for a record header: the .rec is '
+                         'damaged; make it again with python -m tools.im2rec'
+                         % (path_rec, key, len(raw)))
+    flag, label = _IMAGE_HEADER.unpack_from(raw)[:2]
+    encoded = raw[_IMAGE_HEADER.size + 4 * flag:]
+    if flag:
+        label = struct.unpack_from('<f', raw, _IMAGE_HEADER.size)[0]
+    try:
+        image = imagefile.decode(encoded, imagefile.probe(encoded))
+    except imagefile.SkipImage as why:
+        raise UsageError('%s: record %s is not a decodable image (%s): convert the images again '
+                         'with python -m tools.im2rec, which skips bad files'
+                         % (path_rec, key, why)) from None
+    return label, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 1 else image
 
 
 def part_range(num_records, num_parts, part_index):

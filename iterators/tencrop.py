@@ -1,7 +1,6 @@
 """The AlexNet paper's test protocol: score four corner crops, the center crop and the
 horizontal mirrors of all five, then average the ten predictions per image."""
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -10,7 +9,7 @@ import numpy as np
 
 from engine.errors import UsageError
 from iterators.normalize import MEAN_RGB, check_mean_std
-from iterators.recordfile import check_record_file, index_path
+from iterators.recordfile import check_record_file, decode_record, index_path
 
 CROPS_PER_IMAGE = 10
 
@@ -20,48 +19,6 @@ def crop_offsets(height, width, crop_h, crop_w):
     (the center as ``ImageRecordIter`` places it: ``(size - crop) // 2``)."""
     bottom, right = height - crop_h, width - crop_w
     return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
-
-
-def decode_record(raw, path_rec, key):
-    """``(label, BGR image)`` of one raw record of ``path_rec``; a one-line error naming the
-    file and the record's key when it holds no complete image."""
-    try:
-        header, encoded = mx.recordio.unpack(raw)
-    except struct.error:
-        raise UsageError('%s record %s is %d bytes, too short for a record header: the .rec is '
-                         'damaged; make it again with python -m tools.im2rec'
-                         % (path_rec, key, len(raw))) from None
-    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR) if encoded else None
-    if image is None:
-        raise UsageError('%s record %s is not a decodable image: make the .rec again from '
-                         'readable images (python -m tools.im2rec)' % (path_rec, key))
-    if _truncated_jpeg(encoded):
-        raise UsageError('%s record %s is a truncated JPEG (its data ends before the '
-                         'end-of-image marker; OpenCV would fill the rest with grey): make the '
-                         '.rec again from complete images' % (path_rec, key))
-    return float(header.label if np.isscalar(header.label) else header.label[0]), image
-
-
-def _truncated_jpeg(encoded):
-    """A JPEG whose last start-of-scan marker is not followed by an end-of-image marker (an
-    EXIF thumbnail's markers come before the main image's scans, and scan data cannot hold
-    either marker)."""
-    return encoded[:2] == b'\xff\xd8' and encoded.rfind(b'\xff\xd9') < encoded.rfind(b'\xff\xda')
-
-
-def find_bad_record(path_rec, start, count):
-    """The ``UsageError`` of the first of ``count`` records from position ``start`` of
-    ``path_rec`` that ``decode_record`` refuses, or None when they all decode."""
-    reader = mx.recordio.MXIndexedRecordIO(index_path(path_rec), path_rec, 'r')
-    try:
-        for key in reader.keys[start:start + count]:
-            try:
-                decode_record(reader.read_idx(key), path_rec, key)
-            except UsageError as err:
-                return err
-    finally:
-        reader.close()
-    return None
 
 
 def resize_shorter_side(image, resize, crop_hw):

@@ -1,6 +1,7 @@
 """engine.cli.run_cli: every error class a user can meet ends as one line, never a traceback."""
 import errno
 import os
+import signal
 import subprocess
 import sys
 
@@ -73,3 +74,33 @@ def test_mode_000_file_is_unreadable_without_root_file_access(tmp_path):
                           preexec_fn=without_root_file_access, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and 'PermissionError' in proc.stderr
+
+
+STOPPABLE = ('import signal, sys, time\nfrom engine.cli import run_cli\n'
+             'def main(argv):\n'
+             '    try:\n        print("working", flush=True); time.sleep(60)\n'
+             '    finally:\n        print("cleaning up", flush=True); time.sleep(%s)\n'
+             'raise SystemExit(run_cli(main))')
+
+
+@pytest.mark.parametrize('signum,word', [(signal.SIGINT, 'interrupted'),
+                                         (signal.SIGTERM, 'terminated')])
+def test_a_signal_runs_the_clean_up_then_ends_in_one_line(signum, word):
+    proc = subprocess.Popen([sys.executable, '-c', STOPPABLE % '0'], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == 'working\n'
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert out == 'cleaning up\n'
+    assert proc.returncode == 128 + signum and err == '-c: error: %s\n' % word
+
+
+def test_a_second_signal_during_the_clean_up_ends_at_once():
+    proc = subprocess.Popen([sys.executable, '-c', STOPPABLE % '60'], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == 'working\n'
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline() == 'cleaning up\n'
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)          # not the 60 s clean-up
+    assert proc.returncode == 130 and err == '-c: error: interrupted\n'
