@@ -127,10 +127,14 @@ def read_sidecar(prefix):
     if not os.path.isfile(path):
         return {}
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except ValueError as err:
-        raise UsageError('checkpoint sidecar %s is not valid JSON: %s' % (path, err))
+        with open(path, encoding='utf-8') as handle:
+            meta = json.load(handle)
+    except ValueError as err:      # UnicodeDecodeError too
+        raise UsageError('checkpoint sidecar %s is not valid JSON: %s' % (path, err)) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get('checkpoints', {}), dict):
+        raise UsageError('checkpoint sidecar %s is not the JSON object a training run writes: '
+                         'restore the one it wrote, or remove it' % path)
+    return meta
 
 
 def states_path(prefix, epoch):

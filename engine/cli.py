@@ -4,13 +4,16 @@ import errno
 import os
 import signal
 import sys
+import threading
 
 from engine.errors import UsageError
 
-# Exit statuses: a user's mistake or a file-system problem (2, as argparse), a stop by Ctrl-C
-# (128 + SIGINT, as a shell reports it).
-USAGE_EXIT = 2
-INTERRUPTED_EXIT = 128 + signal.SIGINT
+USAGE_EXIT = 2   # a user's mistake or a file-system problem, as argparse exits
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up (``finally`` blocks, temporary files)
+    runs."""
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -38,34 +41,68 @@ def run_cli(main, argv=None):
 
     This is the one place where errors become messages: a ``UsageError`` (bad flag or
     file) and a file-system ``OSError`` (missing, unreadable, read-only, full) are one line
-    on stderr with exit status 2; Ctrl-C that reaches here is one line with status 130.
+    on stderr with exit status 2. Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` and
+    ``Terminated`` so that clean-up runs, then end as one line ("interrupted", exit 130;
+    "terminated", exit 143); a second signal during that clean-up ends the process at once
+    with the same line.
     """
     prog = os.path.basename(sys.argv[0]) or 'alexnet'
-    try:
-        result = main(argv)
-    except UsageError as err:
-        _fail(prog, str(err), USAGE_EXIT)
-    except OSError as err:
-        _fail(prog, describe_os_error(err), USAGE_EXIT)
-    except KeyboardInterrupt:
-        _fail(prog, 'interrupted', INTERRUPTED_EXIT)
+    with _StopSignals(prog) as stop:
+        try:
+            result = main(argv)
+        except UsageError as err:
+            stop.fail(str(err), USAGE_EXIT)
+        except OSError as err:
+            stop.fail(describe_os_error(err), USAGE_EXIT)
+        except KeyboardInterrupt as err:
+            signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+            stop.fail(_STOP_WORDS[signum], 128 + signum)
     return result if isinstance(result, int) else 0
 
 
-def _fail(prog, message, status):
-    # A second Ctrl-C while the message is printed must not turn into a traceback.
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:          # not the main thread: signals go elsewhere anyway
-        previous = None
-    try:
-        print('%s: error: %s' % (prog, message), file=sys.stderr, flush=True)
-    except OSError:
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    sys.exit(status)
+_STOP_WORDS = {signal.SIGINT: 'interrupted', signal.SIGTERM: 'terminated'}
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM while a command runs: the first raises, a second ends at once.
+
+    Only the main thread can set signal handlers; elsewhere Python's defaults stay."""
+
+    def __init__(self, prog):
+        self.prog = prog
+        self.first = None
+        self.said = False
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOP_WORDS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.first is None:
+            self.first = signum
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if not self.said:
+            self._say(_STOP_WORDS[self.first])
+        os._exit(128 + self.first)
+
+    def _say(self, message):
+        self.said = True
+        try:
+            print('%s: error: %s' % (self.prog, message), file=sys.stderr, flush=True)
+        except OSError:
+            pass
+
+    def fail(self, message, status):
+        """One line on stderr, then exit with ``status``."""
+        self._say(message)
+        sys.exit(status)
 
 
 def add_network_args(parser):

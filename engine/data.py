@@ -17,9 +17,13 @@ def labels_file_for(path_rec):
 def read_labels_file(path):
     """Class names by label index: the converter's ``index<TAB>folder<TAB>name`` lines, or a
     plain list with one name per line."""
-    with open(path, encoding='utf-8') as handle:
-        lines = [(number, line.rstrip('\n')) for number, line in enumerate(handle, 1)
-                 if line.strip()]
+    try:
+        with open(path, encoding='utf-8') as handle:
+            lines = [(number, line.rstrip('\n')) for number, line in enumerate(handle, 1)
+                     if line.strip()]
+    except UnicodeDecodeError as err:
+        raise UsageError('%s is not UTF-8 text (byte %d): save it as UTF-8, one class per line'
+                         % (path, err.start)) from None
     if not any('\t' in line for _, line in lines):
         return [line for _, line in lines]
     names = {}

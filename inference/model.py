@@ -79,13 +79,13 @@ def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
         if not os.path.isfile(params):
             raise UsageError('checkpoint file %s not found' % params)
         prefix = match.group('prefix')
-        read_sidecar(prefix)
+        checkpoint.read_sidecar(prefix)
         if match.group('tag') != 'best':
             _check_recorded(prefix, int(match.group('tag')))
         return prefix, params
     if not model_prefix:
         raise UsageError('name a checkpoint with --model-prefix P (and --epoch N) or --params FILE')
-    read_sidecar(model_prefix)
+    checkpoint.read_sidecar(model_prefix)
     if epoch is None:
         epoch = checkpoint.latest_epoch(model_prefix)
         if epoch is None:
@@ -109,27 +109,13 @@ def _check_recorded(prefix, epoch):
     raise UsageError('epoch %d of %s not found (%s)' % (epoch, prefix, recorded))
 
 
-def read_sidecar(prefix):
-    """``engine.checkpoint.read_sidecar``, refusing a sidecar that is not a JSON object (read
-    first, so ``engine.checkpoint``'s epoch lookups only ever see a dict)."""
-    meta = checkpoint.read_sidecar(prefix)
-    if not isinstance(meta, dict):
-        raise UsageError('checkpoint sidecar %s is not a JSON object: restore the one the '
-                         'training run wrote' % checkpoint.sidecar_path(prefix))
-    return meta
-
-
 def read_class_names(path):
     """Names from a plain list or from im2rec's ``index<TAB>folder<TAB>name`` labels file."""
     if os.path.isdir(path):
         raise UsageError('--class-names %s is a folder, not a file of class names' % path)
     if not os.path.isfile(path):
         raise UsageError('class names file %s not found' % path)
-    try:
-        return read_labels_file(path)
-    except UnicodeDecodeError as err:
-        raise UsageError('class names file %s is not UTF-8 text (byte %d): save it as UTF-8, '
-                         'one name per line' % (path, err.start)) from None
+    return read_labels_file(path)
 
 
 def load_model(prefix, params_file, *, network=None, num_classes=None, image_shape=None, dtype=None,
@@ -138,7 +124,7 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     the sidecar; without a sidecar ``image_shape`` and ``mean_rgb`` are required.
     ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a GPU) with the
     checkpoint's parameters; ``num_classes`` is checked against them."""
-    meta = read_sidecar(prefix)
+    meta = checkpoint.read_sidecar(prefix)
     shape = image_shape or meta.get('image_shape')
     mean = mean_rgb if mean_rgb is not None else meta.get('mean_rgb')
     if shape is None or mean is None:

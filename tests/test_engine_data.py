@@ -19,3 +19,11 @@ def test_plain_list_and_bad_numbering(tmp_path):
     gap.write_text('0\ta\ta\n2\tc\tc\n', encoding='utf-8')
     with pytest.raises(ValueError, match='does not number its classes'):
         read_labels_file(str(gap))
+
+
+def test_a_labels_file_that_is_not_utf8_is_a_usage_error(tmp_path):
+    from engine.errors import UsageError
+    latin = tmp_path / 'p_labels.txt'
+    latin.write_bytes('0\tants\tfourmi é\n'.encode('latin-1'))
+    with pytest.raises(UsageError, match='not UTF-8 text'):
+        read_labels_file(str(latin))

@@ -254,7 +254,7 @@ def test_broken_checkpoint_files_are_one_line_errors(ckpt, tmp_path, capfd):
         (broken('empty-object-symbol', lambda p: write(checkpoint.symbol_path(p), b'{}')),
          ['-symbol.json', 'not an MXNet graph']),
         (broken('list-sidecar', lambda p: write(checkpoint.sidecar_path(p), b'[1, 2]\n')),
-         ['-meta.json', 'not a JSON object']),
+         ['-meta.json', 'not the JSON object']),
     ]
     for prefix, words in cases:
         status, _, err = _cli(capfd, score.main, '--model-prefix', prefix,

@@ -295,7 +295,8 @@ def _signals_deferred():
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        if received:
+        # A signal that came while the block cleaned up after a Ctrl-C is that stop again.
+        if received and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
             signal.raise_signal(received[0])
 
 
@@ -445,38 +446,15 @@ def summary_lines(result):
     return lines
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the same clean-up runs."""
-
-
-def _terminate(number, frame):
-    raise Terminated()
-
-
-TERMINATED_EXIT = 128 + signal.SIGTERM
-
-
 def main(argv=None):
-    """The command line. Ctrl-C reaches ``run_cli`` ("interrupted", exit 130); SIGTERM stops
-    the same way and exits 143. Either way nothing is published and no temporary is left."""
+    """The command line. Ctrl-C or SIGTERM reach ``run_cli`` as exceptions ("interrupted",
+    exit 130; "terminated", exit 143) after nothing was published and no temporary is left."""
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        result = convert(args.source, args.prefix, val_ratio=args.val_ratio, seed=args.seed,
-                         resize=args.resize, center_crop=args.center_crop, quality=args.quality,
-                         pass_through=args.pass_through, num_workers=args.workers,
-                         synsets=args.synsets, overwrite=args.overwrite, progress=args.progress,
-                         root=args.root)
-    except Terminated:
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)   # one line, whatever follows
-        try:
-            print('%s: error: terminated (SIGTERM): no output files were written'
-                  % os.path.basename(sys.argv[0]), file=sys.stderr, flush=True)
-        finally:
-            signal.signal(signal.SIGINT, interrupt)
-        return TERMINATED_EXIT
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    result = convert(args.source, args.prefix, val_ratio=args.val_ratio, seed=args.seed,
+                     resize=args.resize, center_crop=args.center_crop, quality=args.quality,
+                     pass_through=args.pass_through, num_workers=args.workers,
+                     synsets=args.synsets, overwrite=args.overwrite, progress=args.progress,
+                     root=args.root)
     print('\n'.join(summary_lines(result)))
     return result
 
