@@ -433,6 +433,11 @@ class Recorder(object):
         self.meta.update(_best_of(self.rows))
         if run.writes and start_epoch:
             self._restore_best(start_epoch)
+            # From now on the run continues from start_epoch: the record says so at once, so
+            # a later epoch left on disk is no longer the run's latest, even if this run
+            # stops before its first save.
+            write_metrics_csv(metrics_path(run.prefix), self.rows)
+            ckpt.write_sidecar(run.prefix, self.meta)
 
     def _restore_best(self, start_epoch):
         """On resume, ``P-best.params`` goes back to the best epoch up to ``start_epoch``: a

@@ -244,3 +244,17 @@ def test_ctrl_c_while_mxnet_loads_is_one_line(records, tmp_path):
     run.proc.send_signal(signal.SIGINT)
     status, log = run.finish(timeout=60)
     assert status == 130 and log.strip().splitlines() == ['train_imagenet.py: error: interrupted']
+
+
+def test_a_resume_from_an_earlier_epoch_forgets_the_later_ones_at_once(records, tmp_path):
+    """Resumed from 1 of 3 and killed in epoch 2, before any new save: the run's record says
+    epoch 1 (inference must not read the abandoned epochs 2 and 3 as the run's latest)."""
+    prefix = str(tmp_path / 'run')
+    flags = _flags(records, '--model-prefix', prefix, '--num-epochs', '3')
+    assert run_train(flags, timeout=300).returncode == 0
+    resumed = Training(flags + ['--load-epoch', '1', '--batch-size', '2', '--disp-batches', '1'])
+    resumed.wait_for('Epoch[2] Batch [1-2]')
+    os.kill(resumed.pid, signal.SIGKILL)
+    resumed.finish()
+    assert ckpt.recorded_epochs(prefix) == [1] and ckpt.latest_epoch(prefix) == 1
+    assert _epochs_in_csv(prefix) == ['1']
