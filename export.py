@@ -1,98 +1,11 @@
-"""Export a checkpoint to ONNX and check onnxruntime against MXNet on real images.
+#!/usr/bin/env python
+"""Export a checkpoint to ONNX and check onnxruntime against MXNet.
 
-    python export.py --model-prefix checkpoints/alexnet --epoch 30 --data-val data/val.rec
+    python export.py --help
 """
-import os
+import sys
 
-os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-
-import mxnet as mx  # noqa: E402
-
-import iterators  # noqa: E402
-from engine.cli import OneLineErrorParser, add_network_args, run_cli  # noqa: E402
-from engine.errors import UsageError  # noqa: E402
-from inference import model, onnx_export  # noqa: E402
-from inference.args import check_output_folder, positive_int  # noqa: E402
-from inference.predictor import Predictor  # noqa: E402
-
-
-def build_parser():
-    parser = OneLineErrorParser(
-        description='Export a checkpoint to ONNX (input "data" N,C,H,W float32 after mean/std '
-                    'normalisation, output "softmax" probabilities; dynamic batch size) and '
-                    'compare onnxruntime with MXNet on images of --data-val.')
-    model.add_checkpoint_args(parser)
-    add_network_args(parser)
-    iterators.add_data_args(parser)
-    parser.add_argument('--output', default=None,
-                        help='ONNX file to write (default: P-NNNN.onnx beside the checkpoint)')
-    parser.add_argument('--num-verify', type=positive_int, default=32,
-                        help='images of --data-val to compare on (default: %(default)s)')
-    model.adapt_shared_flags(parser)
-    for action in parser._actions:
-        if action.dest == 'data_val':
-            action.help = '.rec whose first --num-verify images check the export (default: no check)'
-        elif action.dest == 'data_nthreads':
-            action.help = argparse.SUPPRESS
-    return parser
-
-
-def verify(loaded, onnx_path, path_rec, count):
-    """``(images, max abs difference, top-1 agreement)`` of onnxruntime vs MXNet on the first
-    ``count`` records (all of them when there are fewer)."""
-    count = min(count, iterators.check_record_file(path_rec))
-    batch = next(iter(iterators.get_val_iter(path_rec, count, loaded.image_shape,
-                                             mean_rgb=loaded.mean_rgb, std_rgb=loaded.std_rgb)))
-    real = count - batch.pad
-    data = batch.data[0][:real].asnumpy()
-    mxnet_probs = Predictor.for_model(loaded, real, [mx.cpu()]).probabilities(data)
-    diff, agree = onnx_export.compare(mxnet_probs, onnx_export.onnx_probabilities(onnx_path, data))
-    return real, diff, agree
-
-
-def output_path(loaded, output):
-    """The ``.onnx`` to write, checked before the export: not a folder, in a folder that
-    takes files."""
-    path = output or loaded.name + '.onnx'
-    if os.path.isdir(path):
-        raise UsageError('--output %s is a folder: name the file, e.g. %s' % (
-            path, os.path.join(path, os.path.basename(loaded.name) + '.onnx')))
-    check_output_folder(os.path.dirname(os.path.abspath(path)),
-                        'give --output a file in a folder you can write to')
-    return path
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.data_val:
-        iterators.check_record_file(args.data_val)
-    loaded = model.load_from_args(args)
-    if loaded.dtype != 'float32':
-        raise UsageError('export.py writes a float32 ONNX model and this network computes in %s: '
-                         'give --dtype float32' % loaded.dtype)
-    path = output_path(loaded, args.output)
-    onnx_export.export_onnx(loaded, path)
-    print('wrote %s (input data: Nx%s float32, output softmax: Nx%d)' % (
-        path, 'x'.join(map(str, loaded.image_shape)), loaded.num_classes))
-    if not args.data_val:
-        return path, None
-    images, diff, agree = verify(loaded, path, args.data_val, args.num_verify)
-    print('onnxruntime vs MXNet on %d images of %s: same top-1 for %d/%d, max abs '
-          'probability difference %.3g' % (images, args.data_val, round(agree * images), images, diff))
-    if agree < 1.0:
-        print('%s: the ONNX model disagrees with MXNet on some images' % os.path.basename(sys.argv[0]),
-              file=sys.stderr)
-        sys.exit(1)
-    return path, (images, diff, agree)
-
-
-def cli():
-    """Console-script entry point (setup.py)."""
-    return run_cli(main)
-
+from alexnet_mxnet.console import export
 
 if __name__ == '__main__':
-    sys.exit(cli())
+    sys.exit(export())

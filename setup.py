@@ -5,6 +5,7 @@ installing, e.g. ``MXNET_PACKAGE=mxnet-cu112==1.9.1 pip install -e .``, so the
 CPU ``mxnet`` wheel is not installed beside it.
 """
 import os
+import re
 import sys
 
 from setuptools import find_packages, setup
@@ -15,20 +16,22 @@ if not (3, 8) <= sys.version_info[:2] <= (3, 11):
              'Python %d.%d.' % sys.version_info[:2])
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = re.search(r"__version__ = '([^']+)'",
+                    open(os.path.join(HERE, 'alexnet_mxnet', '__init__.py')).read()).group(1)
 MXNET = os.environ.get('MXNET_PACKAGE', 'mxnet==1.9.1')
 EXPORT = ['onnx>=1.13,<1.24', 'onnxruntime>=1.16,<1.33']
 
 setup(
     name='alexnet-mxnet',
-    version='0.1.0',
+    version=VERSION,
     description='AlexNet image classification on MXNet symbolic graphs: data, training, scoring',
     long_description=open(os.path.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.8,<3.12',
-    packages=find_packages(include=['symbols', 'iterators', 'engine', 'tools', 'inference']),
-    # The thin top-level CLIs (train_imagenet.py, score.py, ...) stay importable.
-    py_modules=sorted(name[:-3] for name in os.listdir(HERE)
-                      if name.endswith('.py') and name != 'setup.py'),
+    # Three installed names: the graphs, the input pipelines and one package for the rest. The
+    # scripts at the repository top (train_imagenet.py, score.py, ...) are not installed; the
+    # console scripts below do the same from anywhere.
+    packages=find_packages(include=['symbols', 'iterators', 'alexnet_mxnet', 'alexnet_mxnet.*']),
     install_requires=[
         MXNET,
         'numpy<1.24',            # mxnet 1.9.1 fails on numpy>=1.24 (np.bool) and 2.x (np.PZERO)
@@ -43,20 +46,15 @@ setup(
         'tqdm',
     ],
     entry_points={'console_scripts': [
-        'alexnet-train=train_imagenet:cli',
-        'alexnet-score=score:cli',
-        'alexnet-predict=predict:cli',
-        'alexnet-export=export:cli',
-        'alexnet-benchmark=benchmark:cli',
-        'alexnet-launch=launch:cli',
-        'alexnet-im2rec=tools.im2rec:cli',
-        'alexnet-summary=tools.summary:cli',
-    ]},
+        'alexnet-%s=alexnet_mxnet.console:%s' % (name, function) for name, function in (
+            ('train', 'train'), ('score', 'score'), ('predict', 'predict'), ('export', 'export'),
+            ('benchmark', 'benchmark'), ('launch', 'launch'), ('im2rec', 'im2rec'),
+            ('summary', 'summary'))]},
     extras_require={
         # ONNX export (export.py); versions that run with numpy<1.24. mx.onnx's use of the
         # onnx.mapping module that onnx 1.16 dropped is bridged in inference/onnx_export.py.
         'export': EXPORT,
-        'test': ['pytest', 'pytest-timeout'] + EXPORT,
+        'test': ['pytest', 'pytest-timeout', 'wheel'] + EXPORT,
     },
     classifiers=[
         'Programming Language :: Python :: 3.8',

@@ -1,6 +1,6 @@
 """Data pipeline benchmark: one command, one Markdown table.
 
-Rows: conversion images/s of ``tools.im2rec`` against MXNet's bundled
+Rows: conversion images/s of ``alexnet_mxnet.data.im2rec`` against MXNet's bundled
 ``mxnet/tools/im2rec.py`` (same image list, resize, JPEG quality and worker
 count); the training iterator's decode+augment images/s with 1 and 2 threads on
 the converted ``.rec``; and, for scale, the images/s AlexNet training consumes.
@@ -153,7 +153,7 @@ def run(args):
         'stock': ([sys.executable, STOCK_IM2REC, stock_prefix, args.data, '--resize',
                    str(args.resize), '--quality', str(args.quality), '--num-thread',
                    str(args.workers)], None),
-        'ours': ([sys.executable, '-m', 'tools.im2rec', stock_prefix + '.lst', ours_prefix,
+        'ours': ([sys.executable, os.path.join(REPO, 'im2rec.py'), stock_prefix + '.lst', ours_prefix,
                   '--root', args.data, '--resize', str(args.resize), '--quality',
                   str(args.quality), '--workers', str(args.workers), '--no-progress',
                   '--overwrite'], REPO)}
@@ -165,7 +165,7 @@ def run(args):
     stock_n, ours_n = count_records(stock_prefix + '.idx'), count_records(ours_prefix + '.idx')
     lines = ['| step | setting | images | seconds | images/s |', '|---|---|---|---|---|',
              row('convert: bundled mxnet/tools/im2rec.py', common, stock_n, stock_seconds),
-             row('convert: tools.im2rec', common, ours_n, ours_seconds)]
+             row('convert: alexnet_mxnet.data.im2rec', common, ours_n, ours_seconds)]
     iter_speeds = {}
     for threads in (1, 2):
         images, seconds = iterator_speed(ours_prefix + '.rec', args.batch_size, threads,
@@ -174,12 +174,12 @@ def run(args):
         lines.append(row('train iterator: decode + crop + mirror + PCA noise',
                          '%d thread(s), 3x227x227, batch %d' % (threads, args.batch_size),
                          images, seconds))
-    ratios = ['conversion speed ratio tools.im2rec / bundled: %.2f (same %d images: %s; '
-              'fastest of %d runs each: tools.im2rec %s s, bundled %s s)'
+    ratios = ['conversion speed ratio alexnet_mxnet.data.im2rec / bundled: %.2f (same %d images: %s; '
+              'fastest of %d runs each: alexnet_mxnet.data.im2rec %s s, bundled %s s)'
               % ((ours_n / ours_seconds) / (stock_n / stock_seconds), len(paths),
                  'yes' if stock_n == ours_n == len(paths) else 'NO', len(runs['ours']),
                  _seconds(runs['ours']), _seconds(runs['stock'])),
-              'conversion CPU seconds (converter and workers, in those runs): tools.im2rec %.1f, '
+              'conversion CPU seconds (converter and workers, in those runs): alexnet_mxnet.data.im2rec %.1f, '
               'bundled %.1f' % (ours_cpu, stock_cpu)]
     if args.train_batches:
         images, seconds = training_speed(args.train_batches)

@@ -1,7 +1,7 @@
 """Learning on real photos: AlexNet from scratch on imagenette, then fine-tuned on the
 ants-vs-bees set (hymenoptera) against the same recipe from scratch.
 
-1. Converts ``imagenette2-224/train`` with a held-out 10% per class (``tools.im2rec``,
+1. Converts ``imagenette2-224/train`` with a held-out 10% per class (``alexnet_mxnet.data.im2rec``,
    shorter side ``--resize``), and hymenoptera's train/val folders as they are.
 2. Trains AlexNet from scratch on imagenette at ``--image-shape`` (CPU-sized 3x127x127).
 3. Fine-tunes that checkpoint on hymenoptera (new 2-class fc3, fc1/fc2 kept) and trains the
@@ -28,8 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run as a script from anywhere: the repo's packages come first
 DATASETS = os.path.join(os.path.dirname(REPO), 'shared', 'datasets')
 
-from engine.cli import run_cli  # noqa: E402
-from engine.errors import UsageError  # noqa: E402
+from alexnet_mxnet.base.cli import run_cli  # noqa: E402
+from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 
 
 def build_parser():
@@ -79,7 +79,7 @@ def _subset(source, dest, limit):
 
 def _convert(source, prefix, resize, val_ratio=0.0, synsets=None):
     """The converter's records, reused when an earlier run made them."""
-    from tools.im2rec import convert
+    from alexnet_mxnet.data.im2rec import convert
     split = ('train', 'val') if val_ratio else ('all',)
     names = {s: '%s_%s.rec' % (prefix, s) if val_ratio else prefix + '.rec' for s in split}
     if all(os.path.exists(p[:-4] + '.idx') for p in names.values()):

@@ -29,9 +29,10 @@ sys.path.insert(0, REPO)  # run as a script from anywhere: the repo's packages c
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), 'shared', 'datasets', 'imagenette2-224', 'train')
 SPEED = re.compile(r'^\[worker (\d+)\] .*Speed: ([0-9.]+) samples/sec')
 
-from engine.cli import add_network_args, run_cli  # noqa: E402
-from engine.devices import KVSTORE_TYPES  # noqa: E402
-from engine.errors import UsageError  # noqa: E402
+from alexnet_mxnet.base.cli import run_cli  # noqa: E402
+from symbols.args import add_network_args  # noqa: E402
+from alexnet_mxnet.train.kvstore import KVSTORE_TYPES  # noqa: E402
+from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 
 
 def build_parser():
@@ -49,10 +50,7 @@ def build_parser():
     parser.add_argument('--kv-store', default='dist_sync',
                         choices=[kv for kv in KVSTORE_TYPES if kv.startswith('dist')],
                         help='(default: %(default)s)')
-    add_network_args(parser)
-    parser.set_defaults(num_classes=None)
-    parser._option_string_actions['--num-classes'].help = (
-        'number of output classes (default: the count in the labels file of the .rec)')
+    add_network_args(parser, source='labels')
     parser.add_argument('--batch-size', type=int, default=32,
                         help='batch per worker (default: %(default)s)')
     parser.add_argument('--timeout', type=float, default=3600,
@@ -76,7 +74,7 @@ def parse_counts(text):
 def ensure_records(data, images_per_class, resize, workdir):
     """The benchmark .rec (built once per subset and size, then reused)."""
     from iterators import check_record_file
-    from tools.im2rec import convert
+    from alexnet_mxnet.data.im2rec import convert
     if not os.path.isdir(data):
         raise UsageError('image folder not found: %s (see ../shared/datasets/README.md)' % data)
     prefix = os.path.join(workdir, 'imagenette-%s-%d' % (images_per_class or 'all', resize))

@@ -1,4 +1,4 @@
-"""Training throughput: this package's AlexNet on mx.mod.Module (the step engine.fit runs)
+"""Training throughput: this package's AlexNet on mx.mod.Module (the step alexnet_mxnet.train.fit runs)
 against the same AlexNet in PyTorch (``inference.torch_alexnet``, built layer for layer
 from the MXNet graph), on the same CPU, in one run.
 
@@ -26,9 +26,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run as a script from anywhere: the repo's packages come first
 
 import symbols  # noqa: E402
-from engine.cli import run_cli  # noqa: E402
-from engine.errors import UsageError  # noqa: E402
-from engine.lr_schedule import create_initializer  # noqa: E402
+from alexnet_mxnet.base.cli import run_cli  # noqa: E402
+from alexnet_mxnet.base.errors import UsageError  # noqa: E402
+from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
 
@@ -75,7 +75,7 @@ def mxnet_seconds(batch_size, shape, num_classes, batches, warmup):
 
 def torch_seconds(batch_size, shape, num_classes, batches, warmup):
     import torch
-    from inference.torch_alexnet import torch_model
+    from alexnet_mxnet.inference.torch_alexnet import torch_model
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     # The torch.nn twin is built from the MXNet graph itself, so the layers cannot drift apart.
@@ -96,7 +96,7 @@ def torch_seconds(batch_size, shape, num_classes, batches, warmup):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    shape = symbols.parse_image_shape(args.image_shape)
+    shape = symbols.resolve_image_shape(args.network, args.image_shape)
     if min(args.batch_size, args.batches, args.num_classes) < 1 or args.warmup < 0:
         raise UsageError('--batch-size, --batches and --num-classes must be positive')
     images = args.batch_size * args.batches

@@ -1,63 +1,46 @@
-"""The data flags every training/scoring CLI shares, and their translation to iterator kwargs."""
-import argparse
-import math
+"""The data flags of the commands, in groups each command takes as it needs them: the record
+files, the normalisation, the training augmentation."""
+from alexnet_mxnet.base.argtypes import NON_NEGATIVE, POSITIVE_INT, bounded, rgb_mean, rgb_std
+from iterators.normalize import MEAN_RGB, STD_RGB
 
-from engine.errors import UsageError
-from iterators.normalize import MEAN_RGB, STD_RGB, check_mean_std
-
-
-def rgb_triple(text):
-    """argparse type for ``R,G,B``."""
-    try:
-        return check_mean_std(text.split(','), None)[0]
-    except UsageError:
-        raise argparse.ArgumentTypeError('expected three numbers R,G,B, got %r' % text) from None
+TRAIN_HELP = 'training .rec file (its .idx beside it)'
+VAL_HELP = 'validation .rec file (its .idx beside it); none: no validation'
 
 
-def bounded(kind=float, low=None, high=None, *, low_open=False, high_open=False):
-    """argparse ``type=`` for a finite number (``kind``: float or int) in a range: a bad value
-    is refused while the flags are parsed, before any work (``--lr nan`` would otherwise
-    train until the first loss is NaN)."""
-    if low is not None and high is None:
-        wanted = '%s %s %s' % ('a number' if kind is float else 'a whole number',
-                               '>' if low_open else '>=', low)
-    else:
-        wanted = 'a number in %s%s, %s%s' % ('(' if low_open else '[', low,
-                                             high, ')' if high_open else ']')
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or (
-                low is not None and (value < low or (low_open and value == low))) or (
-                high is not None and (value > high or (high_open and value == high))):
-            raise argparse.ArgumentTypeError('must be %s, got %r' % (wanted, text))
-        return value
-    return parse
-
-
-POSITIVE_INT = bounded(int, 1)
-NON_NEGATIVE = bounded(float, 0)
-
-
-def add_data_args(parser):
-    """``--data-train``, ``--data-val``, ``--data-nthreads``, ``--rgb-mean``, ``--rgb-std``,
-    ``--pca-noise``, ``--color-jitter``, ``--random-resized-crop``."""
+def add_data_args(parser, train=TRAIN_HELP, val=VAL_HELP, threads=True):
+    """``--data-train`` and ``--data-val`` with the given help (None: the command has no such
+    flag) and ``--data-nthreads``."""
     group = parser.add_argument_group('data')
-    group.add_argument('--data-train', metavar='REC', default=None,
-                       help='training .rec file (its .idx beside it)')
-    group.add_argument('--data-val', metavar='REC', default=None,
-                       help='validation .rec file (its .idx beside it); none: no validation')
-    group.add_argument('--data-nthreads', type=POSITIVE_INT, default=None, metavar='N',
-                       help='decoding/augmentation threads (default: all cores)')
-    group.add_argument('--rgb-mean', type=rgb_triple, default=MEAN_RGB, metavar='R,G,B',
+    if train:
+        group.add_argument('--data-train', metavar='REC', default=None, help=train)
+    if val:
+        group.add_argument('--data-val', metavar='REC', default=None, help=val)
+    if threads:
+        group.add_argument('--data-nthreads', type=POSITIVE_INT, default=None, metavar='N',
+                           help='decoding/augmentation threads (default: all cores)')
+    return group
+
+
+def add_normalize_args(parser, from_checkpoint=False):
+    """``--rgb-mean`` and ``--rgb-std``; with ``from_checkpoint``, a flag left out means "as
+    the checkpoint's sidecar says"."""
+    group = parser.add_argument_group('normalisation')
+    group.add_argument('--rgb-mean', type=rgb_mean, default=None if from_checkpoint else MEAN_RGB,
+                       metavar='R,G,B',
                        help='per-channel mean subtracted from 0..255 pixels (default: %s)'
-                            % ','.join(map(str, MEAN_RGB)))
-    group.add_argument('--rgb-std', type=rgb_triple, default=None, metavar='R,G,B',
-                       help='per-channel std to divide by after the mean, e.g. %s '
-                            '(default: none, as in AlexNet)' % ','.join(map(str, STD_RGB)))
+                            % ("the checkpoint's sidecar" if from_checkpoint
+                               else ','.join(map(str, MEAN_RGB))))
+    group.add_argument('--rgb-std', type=rgb_std, default=None, metavar='R,G,B',
+                       help='per-channel std to divide by after the mean, e.g. %s (default: %s)'
+                            % (','.join(map(str, STD_RGB)), "the checkpoint's sidecar"
+                               if from_checkpoint else 'none, as in AlexNet'))
+    return group
+
+
+def add_augment_args(parser):
+    """The training augmentation: ``--pca-noise``, ``--color-jitter``,
+    ``--random-resized-crop``."""
+    group = parser.add_argument_group('augmentation (training)')
     group.add_argument('--pca-noise', type=NON_NEGATIVE, default=0.1,
                        help='std of AlexNet\'s PCA lighting noise; 0 turns it off '
                             '(default: %(default)s)')
@@ -71,7 +54,8 @@ def add_data_args(parser):
 
 
 def data_iter_kwargs(args):
-    """The ``get_rec_iters`` keyword arguments that ``add_data_args`` flags set."""
+    """The ``get_rec_iters`` keyword arguments that the data, normalisation and augmentation
+    flags set."""
     return dict(mean_rgb=args.rgb_mean, std_rgb=args.rgb_std, pca_noise=args.pca_noise,
                 color_jitter=args.color_jitter, random_resized_crop=args.random_resized_crop,
                 num_threads=args.data_nthreads)

@@ -15,7 +15,8 @@ import time
 
 import mxnet as mx
 
-from engine.errors import UsageError
+from alexnet_mxnet.base.argtypes import parse_image_shape
+from alexnet_mxnet.base.errors import UsageError, mxnet_error_line
 from iterators.normalize import MEAN_RGB, check_mean_std
 from iterators.recordfile import (check_record_file, decode_record, index_path, part_range,
                                   read_index)
@@ -139,10 +140,8 @@ def read_error(path_rec, err, positions, channels):
     bad = first_bad_record(path_rec, [keys[i] for i in positions], channels)
     if bad is not None:
         return bad
-    reason = [line for line in str(err).splitlines() if line.strip()][-1]
     return UsageError('reading %s failed: %s; the file may be damaged: convert the images again '
-                      'with python -m tools.im2rec'
-                      % (path_rec, reason.replace('MXNetError: ', '')))
+                      'with python im2rec.py' % (path_rec, mxnet_error_line(err)))
 
 
 def first_bad_record(path_rec, keys, channels=3, seconds=SEARCH_SECONDS):
@@ -208,8 +207,7 @@ def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
 
 
 def _parse_shape(image_shape):
-    import symbols
-    shape = symbols.parse_image_shape(image_shape)
+    shape = parse_image_shape(image_shape)
     if shape[0] not in CHANNELS:
         raise UsageError('image shape %s: the record iterators read 3 channels (colour) or 1 '
                          '(grayscale), not %d' % (','.join(map(str, shape)), shape[0]))

@@ -13,8 +13,8 @@ import struct
 import cv2
 import numpy as np
 
-from engine import imagefile
-from engine.errors import UsageError
+from alexnet_mxnet.base import imagefile
+from alexnet_mxnet.base.errors import UsageError
 
 _MAGIC = 0xced7230a           # dmlc RecordIO: every record part starts with this uint32
 _PART = struct.Struct('<II')  # magic, then cflag (top 3 bits) | length (low 29 bits)
@@ -59,7 +59,7 @@ def read_index(path_rec):
     path_idx = index_path(path_rec)
     for path, kind in ((path_rec, 'record file'), (path_idx, 'index file')):
         if not os.path.isfile(path):
-            raise UsageError('%s %s not found (make the .rec/.idx pair with python -m tools.im2rec)'
+            raise UsageError('%s %s not found (make the .rec/.idx pair with python im2rec.py)'
                              % (kind, path))
         if os.path.getsize(path) == 0:
             raise UsageError('%s %s is empty' % (kind, path))
@@ -113,7 +113,7 @@ def _scan(path_rec, path_idx):
                 raise UsageError(
                     '%s does not match its index %s: %s (record %s at offset %d); the .rec is '
                     'truncated or damaged, or the .idx belongs to another file: make the pair '
-                    'again with python -m tools.im2rec' % (path_rec, path_idx, err, key, offset))
+                    'again with python im2rec.py' % (path_rec, path_idx, err, key, offset))
     return RecordIndex([key for key, _ in entries], [offset for _, offset in entries], labels,
                        counts)
 
@@ -178,12 +178,12 @@ def _check_labels(path_rec, index, num_classes):
 
 def decode_record(raw, path_rec, key, channels=3):
     """``(label, image)`` of one raw record (``MXRecordIO.read``'s bytes): a BGR uint8 image
-    (grey for ``channels=1``), checked as ``engine.imagefile`` checks a file (a truncated or
+    (grey for ``channels=1``), checked as ``alexnet_mxnet.base.imagefile`` checks a file (a truncated or
     corrupt JPEG decodes in OpenCV with a mere warning). Anything else is a one-line error
     naming the file and the record."""
     if len(raw) < _IMAGE_HEADER.size:
         raise UsageError('%s: record %s is %d bytes, too short for a record header: the .rec is '
-                         'damaged; make it again with python -m tools.im2rec'
+                         'damaged; make it again with python im2rec.py'
                          % (path_rec, key, len(raw)))
     flag, label = _IMAGE_HEADER.unpack_from(raw)[:2]
     encoded = raw[_IMAGE_HEADER.size + 4 * flag:]
@@ -193,7 +193,7 @@ def decode_record(raw, path_rec, key, channels=3):
         image = imagefile.decode(encoded, imagefile.probe(encoded))
     except imagefile.SkipImage as why:
         raise UsageError('%s: record %s is not a decodable image (%s): convert the images again '
-                         'with python -m tools.im2rec, which skips bad files'
+                         'with python im2rec.py, which skips bad files'
                          % (path_rec, key, why)) from None
     return label, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 1 else image
 

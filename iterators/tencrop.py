@@ -7,7 +7,8 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from engine.errors import UsageError
+from alexnet_mxnet.base.argtypes import parse_image_shape
+from alexnet_mxnet.base.errors import UsageError
 from iterators.normalize import MEAN_RGB, check_mean_std
 from iterators.recordfile import check_record_file, decode_record, index_path
 
@@ -46,9 +47,8 @@ class TenCropIter(mx.io.DataIter):
 
     def __init__(self, path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
                  std_rgb=None, resize=None, num_threads=None, dtype='float32'):
-        import symbols
         super().__init__(batch_size)
-        self.image_shape = symbols.parse_image_shape(image_shape)
+        self.image_shape = parse_image_shape(image_shape)
         if self.image_shape[0] != 3:
             raise UsageError('10-crop evaluation reads colour images: image shape must be 3,H,W')
         mean, std = check_mean_std(mean_rgb, std_rgb)

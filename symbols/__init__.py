@@ -1,5 +1,12 @@
 """Network registry: ``--network NAME`` resolves here to an ``mx.symbol`` graph."""
-from engine.errors import UsageError
+import contextlib
+import io
+
+import mxnet as mx
+
+from alexnet_mxnet.base.argtypes import parse_image_shape
+from alexnet_mxnet.base.checkpoint import read_params, split_params
+from alexnet_mxnet.base.errors import UsageError, mxnet_error_line
 from symbols import alexnet
 
 # name -> (builder, fixed keyword arguments, default image shape)
@@ -21,26 +28,44 @@ def _lookup(network):
     return NETWORKS[network]
 
 
-def default_image_shape(network):
-    """The input shape the network was designed for, as (channels, height, width)."""
-    return _lookup(network)[2]
-
-
-def parse_image_shape(text):
-    """``'3,227,227'`` -> ``(3, 227, 227)``, with a one-line error for anything else."""
-    if not isinstance(text, str):
-        return tuple(int(v) for v in text)
-    try:
-        shape = tuple(int(v) for v in text.split(','))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise UsageError('image shape must be three positive integers C,H,W, got %r' % text)
-    return shape
+def resolve_image_shape(network, image_shape=None):
+    """``image_shape`` (``'C,H,W'`` or a sequence) as a tuple, or when it is None the input
+    ``network`` was designed for: the one place an input shape is decided."""
+    if image_shape is None:
+        return _lookup(network)[2]
+    return parse_image_shape(image_shape)
 
 
 def get_symbol(network='alexnet', num_classes=1000, image_shape=None, **kwargs):
     """Build the registered network ``network``; see ``symbols.alexnet.get_symbol``."""
-    builder, fixed, default_shape = _lookup(network)
-    shape = parse_image_shape(image_shape) if image_shape is not None else default_shape
-    return builder(num_classes=num_classes, image_shape=shape, **dict(kwargs, **fixed))
+    builder, fixed, _ = _lookup(network)
+    return builder(num_classes=num_classes, image_shape=resolve_image_shape(network, image_shape),
+                   **dict(kwargs, **fixed))
+
+
+def load_weights(path, network):
+    """``(arg_params, aux_params)`` for ``network`` from a ``.params`` file: a checkpoint's
+    (``P-NNNN.params``, ``P-best.params``) or a GluonCV AlexNet's, whose names are mapped onto
+    the ``alexnet-gluon`` graph."""
+    raw = read_params(path)
+    params = split_params(raw)
+    if params is not None:
+        return params
+    if network != 'alexnet-gluon':
+        raise UsageError('%s looks like GluonCV AlexNet weights: use --network alexnet-gluon'
+                         % path)
+    return alexnet.gluon_params_to_symbol(raw), {}
+
+
+def infer_shapes(sym, data_shape, name):
+    """``sym.infer_shape(data=data_shape)`` with a one-line error when the graph cannot take
+    that input (``name`` says whose graph)."""
+    size = 'x'.join(map(str, data_shape[1:]))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # MXNet prints its arguments on failure
+            return sym.infer_shape(data=tuple(data_shape))
+    except mx.base.MXNetError as err:
+        if 'dim_size >= -1' in str(err):     # a dimension overflowed MXNet's 32-bit shapes
+            raise UsageError('%s input is too large for %s: a layer would hold more than 2**31 '
+                             'values; use a smaller --image-shape' % (size, name)) from None
+        raise UsageError('%s cannot take %s input: %s' % (name, size, mxnet_error_line(err))) from None

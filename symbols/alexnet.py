@@ -14,7 +14,8 @@ import re
 
 import mxnet as mx
 
-from engine.errors import UsageError
+from alexnet_mxnet.base.argtypes import parse_image_shape
+from alexnet_mxnet.base.errors import UsageError
 
 LAYOUTS = ('mxnet', 'grouped', 'gluon')
 DTYPES = ('float32', 'float16')
@@ -95,10 +96,13 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
     training). With ``dtype='float16'`` the data is cast in and the logits are cast
     back to float32 before the softmax, as MXNet's mixed-precision recipe does.
     ``dropout=0`` removes the dropout layers (deterministic runs in tests).
-    Unused ``kwargs`` are accepted, as MXNet's ``get_symbol`` convention passes
-    every training flag through.
+
+    A drop-in for MXNet's ``example/image-classification/symbols/alexnet.py``: its scripts
+    call ``get_symbol(**vars(args))``, with ``image_shape`` as the string ``'3,224,224'``
+    and every other flag of theirs (``network``, ``num_layers``, ``batch_size``...), which
+    are accepted and ignored.
     """
-    image_shape = tuple(int(v) for v in image_shape)
+    image_shape = parse_image_shape(image_shape)
     _check_args(num_classes, layout, dtype, image_shape)
     body = mx.sym.Variable('data')
     if dtype != 'float32':

@@ -25,7 +25,7 @@ QUICK = ['--image-shape', '3,67,67', '--batch-size', '8', '--dropout', '0', '--p
 def tiny_photo_records(datasets_dir, out_dir, per_class=12):
     """``(train.rec, val.rec)``: ``per_class`` ants and bees photos each, 25% held out,
     converted at 72 pixels with the project's converter (labels file beside them)."""
-    from tools.im2rec import convert
+    from alexnet_mxnet.data.im2rec import convert
     source = os.path.join(out_dir, 'photos')
     for cls in ('ants', 'bees'):
         src = os.path.join(datasets_dir, 'hymenoptera', 'train', cls)
@@ -38,7 +38,7 @@ def tiny_photo_records(datasets_dir, out_dir, per_class=12):
 
 
 def parse(flags):
-    from engine.args import build_train_parser
+    from alexnet_mxnet.train.args import build_train_parser
     return build_train_parser().parse_args([str(f) for f in flags])
 
 

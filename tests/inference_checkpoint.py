@@ -1,5 +1,5 @@
 """A small real checkpoint for the inference tests: AlexNet at 67x67 trained briefly on
-imagenette photos (10 classes), saved with engine.checkpoint like the trainer does.
+imagenette photos (10 classes), saved with alexnet_mxnet.base.checkpoint like the trainer does.
 
 Built once per test session (cached on disk under pytest's base temp directory, so every
 test module that asks gets the same files).
@@ -14,8 +14,8 @@ import pytest
 
 import iterators
 import symbols
-from engine.checkpoint import save_checkpoint, write_sidecar
-from tools.im2rec import convert
+from alexnet_mxnet.base.checkpoint import save_checkpoint, write_sidecar
+from alexnet_mxnet.data.im2rec import convert
 
 IMAGE_SHAPE = (3, 67, 67)
 SIDE = 80                 # photos are stored 80x80: the center/corner crops differ

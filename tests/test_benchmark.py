@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import symbols
-from inference import benchmark
-from inference.model import inference_symbol
-from inference.torch_alexnet import torch_available
+from alexnet_mxnet.inference import benchmark
+from alexnet_mxnet.inference.model import inference_symbol
+from alexnet_mxnet.inference.torch_alexnet import torch_available
 from tests.conftest import REPO
 
 SMALL = (3, 67, 67)
@@ -30,7 +30,7 @@ def test_time_mxnet_times_every_precision(precision):
 @pytest.mark.parametrize('network', symbols.list_networks())
 def test_pytorch_twin_computes_the_same_function(network):
     torch = pytest.importorskip('torch', reason='PyTorch comparison needs pip install torch==2.13.0')
-    from inference.torch_alexnet import copy_weights, torch_model
+    from alexnet_mxnet.inference.torch_alexnet import copy_weights, torch_model
     shape = (3, 80, 80)
     sym = symbols.get_symbol(network, num_classes=10, image_shape=shape)
     arg_params, aux_params = benchmark.random_params(sym, (2,) + shape)
@@ -94,9 +94,9 @@ QUICK = ['--image-shape', '3,67,67', '--num-classes', '10', '--num-batches', '1'
 
 
 @pytest.mark.parametrize('flags, words', [
-    (['--batch-size', '0'], ['--batch-size', 'positive integer']),
-    (['--num-batches', '-1'], ['--num-batches', 'positive integer']),
-    (['--burn-in', '-1'], ['--burn-in', 'integer >= 0']),
+    (['--batch-size', '0'], ['--batch-size', 'whole number >= 1']),
+    (['--num-batches', '-1'], ['--num-batches', 'whole number >= 1']),
+    (['--burn-in', '-1'], ['--burn-in', 'whole number >= 0']),
     (['--sweep', '--device-sets', ';'], ['--device-sets', 'no device']),
     # 10**8 images of 3x67x67: 5 TB of input, more memory than any machine has
     (['--batch-size', '100000000'], ['memory', '--batch-size']),

@@ -1,4 +1,4 @@
-"""engine.checkpoint: atomic files readable like any other, and pruning of old epochs that keeps
+"""alexnet_mxnet.base.checkpoint: atomic files readable like any other, and pruning of old epochs that keeps
 every kept epoch resumable."""
 import os
 import stat
@@ -6,8 +6,9 @@ import stat
 import mxnet as mx
 import numpy as np
 
-from engine import checkpoint as ckpt
-from engine.fit import fit
+from alexnet_mxnet.base import checkpoint as ckpt
+from alexnet_mxnet.base.files import atomic_write
+from alexnet_mxnet.train.fit import fit
 from tests.fit_helpers import QUICK, parse, tiny_photo_records
 
 
@@ -15,7 +16,7 @@ def test_atomic_write_follows_the_umask(tmp_path):
     path = str(tmp_path / 'x.txt')
     old = os.umask(0o022)
     try:
-        ckpt.atomic_write(path, lambda tmp: open(tmp, 'w').write('x'))
+        atomic_write(path, lambda tmp: open(tmp, 'w').write('x'))
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

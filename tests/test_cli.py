@@ -1,4 +1,4 @@
-"""engine.cli.run_cli: every error class a user can meet ends as one line, never a traceback."""
+"""alexnet_mxnet.base.cli.run_cli: every error class a user can meet ends as one line, never a traceback."""
 import errno
 import os
 import signal
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from engine.cli import run_cli
-from engine.errors import UsageError
+from alexnet_mxnet.base.cli import run_cli
+from alexnet_mxnet.base.errors import UsageError
 from tests.conftest import REPO
 
 
@@ -48,7 +48,7 @@ def test_return_value_is_the_exit_status():
 
 
 def test_ctrl_c_is_one_line_exit_130():
-    code = ('import time; from engine.cli import run_cli\n'
+    code = ('import time; from alexnet_mxnet.base.cli import run_cli\n'
             'def main(argv):\n    raise KeyboardInterrupt\n'
             'raise SystemExit(run_cli(main))')
     proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
@@ -76,7 +76,7 @@ def test_mode_000_file_is_unreadable_without_root_file_access(tmp_path):
     assert proc.returncode == 1 and 'PermissionError' in proc.stderr
 
 
-STOPPABLE = ('import signal, sys, time\nfrom engine.cli import run_cli\n'
+STOPPABLE = ('import signal, sys, time\nfrom alexnet_mxnet.base.cli import run_cli\n'
              'def main(argv):\n'
              '    try:\n        print("working", flush=True); time.sleep(60)\n'
              '    finally:\n        print("cleaning up", flush=True); time.sleep(%s)\n'

@@ -1,4 +1,4 @@
-"""tools.demo_data: the digits demo set, read back with stock MXNet readers, and its cache."""
+"""alexnet_mxnet.data.demo: the digits demo set, read back with stock MXNet readers, and its cache."""
 import os
 from collections import Counter
 from multiprocessing import get_context
@@ -10,8 +10,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from tests.test_im2rec import labels_from_record_iter, lst_entries
-from tools import demo_data
-from tools.demo_data import ensure_digits_dataset
+from alexnet_mxnet.data import demo as demo_data
+from alexnet_mxnet.data.demo import ensure_digits_dataset
 
 SIZE = 40
 

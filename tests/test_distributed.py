@@ -30,7 +30,7 @@ BATCH = 4          # per worker; the global batch is 8
 @pytest.fixture(scope='module')
 def photos_rec(datasets_dir, tmp_path_factory):
     """32 hymenoptera photos (16 ants, 16 bees) as a 72x72 .rec, by the project's converter."""
-    from tools.im2rec import convert
+    from alexnet_mxnet.data.im2rec import convert
     root = os.path.join(datasets_dir, 'hymenoptera', 'train')
     images = [(label, '%s/%s' % (folder, name))
               for label, folder in enumerate(('ants', 'bees'))

@@ -1,14 +1,14 @@
-"""engine.data: the one reader of class-name files, for training and for inference."""
+"""alexnet_mxnet.train.data: the one reader of class-name files, for training and for inference."""
 import pytest
 
-from engine.data import read_class_names, read_labels_file
+from alexnet_mxnet.base.labels import labels_beside, read_labels_file
 
 
 def test_converter_labels_file_by_index_with_non_ascii_names(tmp_path):
     (tmp_path / 'p_labels.txt').write_text('1\tbees\tabeille\n0\tants\tfourmi ä\n', encoding='utf-8')
     (tmp_path / 'p_train.rec').write_bytes(b'')
-    assert read_class_names(str(tmp_path / 'p_train.rec')) == ['fourmi ä', 'abeille']
-    assert read_class_names(str(tmp_path / 'other.rec')) is None
+    assert labels_beside(str(tmp_path / 'p_train.rec')) == ['fourmi ä', 'abeille']
+    assert labels_beside(str(tmp_path / 'other.rec')) is None
 
 
 def test_plain_list_and_bad_numbering(tmp_path):
@@ -22,7 +22,7 @@ def test_plain_list_and_bad_numbering(tmp_path):
 
 
 def test_a_labels_file_that_is_not_utf8_is_a_usage_error(tmp_path):
-    from engine.errors import UsageError
+    from alexnet_mxnet.base.errors import UsageError
     latin = tmp_path / 'p_labels.txt'
     latin.write_bytes('0\tants\tfourmi é\n'.encode('latin-1'))
     with pytest.raises(UsageError, match='not UTF-8 text'):

@@ -3,10 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import export
+from alexnet_mxnet.commands import export
 import iterators
-from inference import model, onnx_export
-from inference.predictor import Predictor
+from alexnet_mxnet.inference import model, onnx_export
+from alexnet_mxnet.inference.predictor import Predictor
 
 onnx = pytest.importorskip('onnx', reason='ONNX export needs pip install -e ".[export]"')
 pytest.importorskip('onnxruntime', reason='ONNX check needs pip install -e ".[export]"')

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import symbols
-from engine import checkpoint as ckpt
-from engine.errors import UsageError
-from engine.finetune import load_params_file
-from engine.fit import fit
+from alexnet_mxnet.base import checkpoint as ckpt
+from alexnet_mxnet.base.errors import UsageError
+from symbols import load_weights
+from alexnet_mxnet.train.fit import fit
 from tests.conftest import gluoncv_model_zoo
 from tests.fit_helpers import QUICK, parse, tiny_photo_records
 
@@ -78,6 +78,6 @@ def test_checkpoint_weights_with_zero_feature_lr(records, tmp_path):
 
 def test_gluoncv_weights_need_the_gluon_layout(gluon_file):
     with pytest.raises(UsageError, match='--network alexnet-gluon'):
-        load_params_file(gluon_file, 'alexnet')
-    arg, aux = load_params_file(gluon_file, 'alexnet-gluon')
+        load_weights(gluon_file, 'alexnet')
+    arg, aux = load_weights(gluon_file, 'alexnet-gluon')
     assert set(CONVS + HIDDEN) < set(arg) and aux == {}

@@ -1,4 +1,4 @@
-"""engine.fit on tiny real-photo RecordIO files: device split, exact resume, the files a run
+"""alexnet_mxnet.train.fit on tiny real-photo RecordIO files: device split, exact resume, the files a run
 leaves (read back with stock MXNet), the NaN guard."""
 import csv
 import json
@@ -9,8 +9,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from engine.callbacks import Diverged
-from engine.fit import fit
+from alexnet_mxnet.train.callbacks import Diverged
+from alexnet_mxnet.train.fit import fit
 from tests.fit_helpers import QUICK, parse, run_train, tiny_photo_records
 
 STEP = ['--lr-step-epochs', '2', '--lr-factor', '0.1']
@@ -149,3 +149,20 @@ def test_grayscale_training_without_colour_noise(records, tmp_path):
     assert arg['conv1_weight'].shape[1] == 1
     assert np.isfinite(float(result.rows[0]['train_loss']))
     assert json.load(open(prefix + '-meta.json'))['image_shape'] == [1, 67, 67]
+
+
+def test_sidecar_records_the_whole_run_and_a_resume_names_changed_flags(records, full_run,
+                                                                        tmp_path, caplog):
+    meta = json.load(open(full_run + '-meta.json'))
+    config = meta['config']
+    assert (config['lr'], config['lr_step_epochs'], config['wd'], config['seed'],
+            config['optimizer'], config['num_epochs']) == (0.01, '2', 0.0005, 0, 'sgd', 3)
+    assert config['image_shape'] == [3, 67, 67] and config['rgb_std'] == [58.393, 57.12, 57.375]
+    assert meta['versions']['mxnet'] == mx.__version__ and meta['versions']['alexnet_mxnet']
+    prefix = str(tmp_path / 'resumed')
+    for suffix in ('-symbol.json', '-0002.params', '-0002.states', '-meta.json', '-metrics.csv'):
+        shutil.copyfile(full_run + suffix, prefix + suffix)
+    with caplog.at_level('WARNING', logger='alexnet_mxnet.train'):
+        _train(records, prefix, '--num-epochs', '3', '--load-epoch', '2', '--wd', '0.001', *STEP)
+    changed = [r.getMessage() for r in caplog.records if 'differ' in r.getMessage()]
+    assert changed == ["resuming with flags that differ from the run's: --wd 0.001 (was 0.0005)"]

@@ -3,9 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from engine.devices import check_batch_split, create_kvstore, get_contexts
-from engine.errors import UsageError
-from engine.lr_schedule import AlexNetInit, create_scheduler, parse_epochs, updates_per_epoch
+from alexnet_mxnet.base.devices import check_batch_split, get_contexts
+from alexnet_mxnet.train.kvstore import create_kvstore
+from alexnet_mxnet.base.errors import UsageError
+from alexnet_mxnet.train.lr_schedule import AlexNetInit, create_scheduler, parse_epochs, updates_per_epoch
 
 
 def test_step_schedule_changes_at_epoch_boundaries_after_warmup():

@@ -1,4 +1,4 @@
-"""tools.im2rec on real photos: splits, read-back with stock MXNet readers, bad input."""
+"""alexnet_mxnet.data.im2rec on real photos: splits, read-back with stock MXNet readers, bad input."""
 import os
 import pickle
 import shutil
@@ -11,11 +11,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from engine.errors import UsageError
+from alexnet_mxnet.base.errors import UsageError
 from tests import bad_images
 from tests.conftest import REPO, without_root_file_access
-from tools import im2rec
-from tools.im2rec import convert
+from alexnet_mxnet.base.cli import run_cli
+from alexnet_mxnet.commands import im2rec as im2rec_command
+from alexnet_mxnet.data import im2rec
+from alexnet_mxnet.data.im2rec import convert
 
 STOCK_IM2REC = os.path.join(os.path.dirname(mx.__file__), 'tools', 'im2rec.py')
 
@@ -206,7 +208,7 @@ def test_bad_files_are_skipped_and_reported(photos, tmp_path, capsys):
     shutil.copytree(str(photos / 'bees'), str(root / 'bees'))
     expected = bad_images.plant(str(root / 'bees'), (root / 'ants' / 'ant photos.jpg').read_bytes())
     prefix = str(tmp_path / 'mixed_out')
-    result = im2rec.main([str(root), prefix, '--workers', '2', '--resize', '32', '--no-progress'])
+    result = im2rec_command.main([str(root), prefix, '--workers', '2', '--resize', '32', '--no-progress'])
     reasons = {os.path.basename(path): reason for path, reason in result.skipped}
     assert sorted(reasons) == sorted(expected)
     for name, reason in expected.items():
@@ -252,7 +254,7 @@ def _text_file(path, text):
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make_source, message):
     source = make_source(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        im2rec.run_cli(im2rec.main, [str(source), str(tmp_path / 'o' / 'p'), '--no-progress'])
+        run_cli(im2rec_command.main, [str(source), str(tmp_path / 'o' / 'p'), '--no-progress'])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count('\n') == 1
@@ -276,7 +278,7 @@ def test_pass_through_stores_the_files_unchanged(photos, tmp_path):
 
 def test_header_sizes_match_decoded_sizes(photos):
     """The size read from the header (before decoding) is the decoded size, in every format."""
-    from engine.imagefile import probe
+    from alexnet_mxnet.base.imagefile import probe
     paths = [os.path.join(d, f) for d, _, files in os.walk(str(photos)) for f in files]
     img = cv2.imread(paths[0])
     encoded = [cv2.imencode(ext, img[:150, :97] if ext != '.pgm' else img[:150, :97, 0])[1]
@@ -292,8 +294,8 @@ def test_odd_names_links_and_duplicates(photos, tmp_path):
     """A name a .lst line cannot hold is skipped with the reason (escaped in the report), a
     link loop and second names of a file are read once and reported, and every file written
     reads back with the project's and stock MXNet's readers."""
-    from engine.data import read_labels_file
-    from tools.image_sources import read_lst
+    from alexnet_mxnet.base.labels import read_labels_file
+    from alexnet_mxnet.data.sources import read_lst
     root = tmp_path / 'odd'
     shutil.copytree(str(photos / 'ants'), str(root / 'ants'))
     shutil.copytree(str(photos / 'bees'), str(root / 'bees'))
@@ -352,7 +354,7 @@ def _lst(tmp, line):
 ])
 def test_bad_lst_lines_are_one_line_errors(tmp_path, capsys, line, message):
     with pytest.raises(SystemExit) as exit_info:
-        im2rec.run_cli(im2rec.main, [str(_lst(tmp_path, line)), str(tmp_path / 'o' / 'p'),
+        run_cli(im2rec_command.main, [str(_lst(tmp_path, line)), str(tmp_path / 'o' / 'p'),
                                      '--no-progress'])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and err.count('\n') == 1
@@ -361,7 +363,7 @@ def test_bad_lst_lines_are_one_line_errors(tmp_path, capsys, line, message):
 def test_records_are_byte_identical_to_mxnets_writer(tmp_path):
     """Records holding RecordIO's marker word (where dmlc splits them), of every length
     modulo 4, framed and indexed exactly as MXIndexedRecordIO writes them."""
-    from tools.image_encoding import pack_record
+    from alexnet_mxnet.data.encoding import pack_record
     magic = b'\x0a\x23\xd7\xce'
     payloads = [b'', b'a', b'abcde', magic, magic * 3 + b'xy', b'12' + magic + b'34' + magic,
                 bytes(range(256)) * 5 + magic + b'z']
@@ -381,7 +383,7 @@ def test_records_are_byte_identical_to_mxnets_writer(tmp_path):
 
 
 def _cli(*args, preexec_fn=None):
-    return subprocess.run([sys.executable, '-m', 'tools.im2rec', '--no-progress'] + list(args),
+    return subprocess.run([sys.executable, os.path.join(REPO, 'im2rec.py'), '--no-progress'] + list(args),
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           preexec_fn=preexec_fn)
 

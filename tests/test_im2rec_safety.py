@@ -1,4 +1,4 @@
-"""tools.im2rec never hangs, never orphans a worker, never loses or mixes up output: real
+"""alexnet_mxnet.data.im2rec never hangs, never orphans a worker, never loses or mixes up output: real
 processes in every state, real signals, two conversions at once."""
 import glob
 import os
@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.conftest import REPO
-from tools.im2rec import convert
-from tools.image_sources import read_class_folders
+from alexnet_mxnet.data.im2rec import convert
+from alexnet_mxnet.data.sources import read_class_folders
 
 pytestmark = pytest.mark.slow
 RESIZE = 48
@@ -89,7 +89,7 @@ _THREADS_RUNNING = '''
     mx.nd.dot(mx.nd.ones((256, 256)), mx.nd.ones((256, 256))).wait_to_read()  # MXNet's threads
     cv2.setNumThreads(2)
     cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000))           # OpenCV's pool
-    from tools.im2rec import convert
+    from alexnet_mxnet.data.im2rec import convert
 '''
 
 
@@ -122,7 +122,7 @@ def test_forked_child_and_daemon_process(small_source, reference, tmp_path):
 def test_workers_import_no_mxnet(small_source):
     """The workers are fresh interpreters that never load MXNet (about 280 MB each when they
     were forks of an MXNet process)."""
-    from tools.image_encoding import EncodeSettings, EncoderPool, make_record
+    from alexnet_mxnet.data.encoding import EncodeSettings, EncoderPool, make_record
     items = read_class_folders(str(small_source)).splits['all'][:4]
     settings = EncodeSettings(RESIZE, False, 95, False)
     with EncoderPool(settings, 2) as pool:
@@ -171,7 +171,7 @@ def _no_process_left_behind():
 
 def _start(source, prefix, *extra):
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    proc = subprocess.Popen([sys.executable, '-m', 'tools.im2rec', '--no-progress', str(source),
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'im2rec.py'), '--no-progress', str(source),
                              prefix, '--workers', '2'] + list(extra), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -1,4 +1,4 @@
-"""engine.imagefile on real photos: what is refused before decoding, and how folders are walked."""
+"""alexnet_mxnet.base.imagefile on real photos: what is refused before decoding, and how folders are walked."""
 import os
 import shutil
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import imagefile
-from engine.imagefile import SkipImage, find_images, printable, probe, read_image_bytes
+from alexnet_mxnet.base import imagefile
+from alexnet_mxnet.base.imagefile import SkipImage, find_images, printable, probe, read_image_bytes
 
 
 @pytest.fixture(scope='module')

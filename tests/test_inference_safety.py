@@ -13,12 +13,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import export
-import predict
-import score
-from engine import checkpoint
-from engine.cli import run_cli
-from inference import model
+from alexnet_mxnet.commands import export, predict, score
+from alexnet_mxnet.base import checkpoint
+from alexnet_mxnet.base.cli import run_cli
+from alexnet_mxnet.inference import model
 from iterators import MEAN_RGB
 from tests.conftest import REPO, without_root_file_access
 
@@ -280,13 +278,13 @@ def test_bad_class_names_files_are_one_line_errors(ckpt, tmp_path, capfd):
 # --- 5. every flag, as a new user would get it wrong ------------------------------------------
 
 SCORE_CASES = [
-    (['--batch-size', '0'], ['--batch-size', 'positive integer']),
-    (['--batch-size', '-3'], ['--batch-size', 'positive integer']),
-    (['--epoch', '-1'], ['--epoch', 'integer >= 0']),
-    (['--data-nthreads', '-2'], ['--data-nthreads', 'positive integer']),
-    (['--data-nthreads', '0'], ['--data-nthreads', 'positive integer']),
-    (['--cpus', '0'], ['--cpus', 'positive integer']),
-    (['--num-classes', '0'], ['--num-classes', 'positive integer']),
+    (['--batch-size', '0'], ['--batch-size', 'whole number >= 1']),
+    (['--batch-size', '-3'], ['--batch-size', 'whole number >= 1']),
+    (['--epoch', '-1'], ['--epoch', 'whole number >= 0']),
+    (['--data-nthreads', '-2'], ['--data-nthreads', 'whole number >= 1']),
+    (['--data-nthreads', '0'], ['--data-nthreads', 'whole number >= 1']),
+    (['--cpus', '0'], ['--cpus', 'whole number >= 1']),
+    (['--num-classes', '0'], ['--num-classes', 'whole number >= 1']),
     (['--num-calib-examples', '0', '--precision', 'int8'], ['--num-calib-examples']),
     (['--precision', 'int8'], ['needs --data-train']),
     (['--gpus', '0'], ['GPU 0', '0 GPU(s)']),
@@ -328,7 +326,7 @@ def test_export_bad_flags_and_outputs_are_one_line_errors(ckpt, tmp_path, capfd)
     afile = tmp_path / 'afile'
     afile.write_text('x')
     cases = [
-        (['--num-verify', '0'], ['--num-verify', 'positive integer']),
+        (['--num-verify', '0'], ['--num-verify', 'whole number >= 1']),
         (['--dtype', 'float16'], ['float16', 'float32']),
         (['--output', tmp_path], [str(tmp_path), 'is a folder']),
         (['--output', afile / 'm.onnx'], [str(afile), 'is a file']),

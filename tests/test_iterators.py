@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import iterators
-from engine.errors import UsageError
+from alexnet_mxnet.base.errors import UsageError
 from iterators.tencrop import crop_offsets
 
 NUM_SQUARE = 20   # imagenette photos (224x224 -> 256x256): records 0..19
@@ -317,6 +317,8 @@ def test_synthetic_iter_is_fixed_random_data():
 def test_data_flags_defaults_and_parsing():
     parser = argparse.ArgumentParser()
     iterators.add_data_args(parser)
+    iterators.add_normalize_args(parser)
+    iterators.add_augment_args(parser)
     kwargs = iterators.data_iter_kwargs(parser.parse_args([]))
     assert kwargs == dict(mean_rgb=iterators.MEAN_RGB, std_rgb=None, pca_noise=0.1,
                           color_jitter=0.0, random_resized_crop=False, num_threads=None)

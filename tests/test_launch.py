@@ -1,4 +1,4 @@
-"""launch.py / engine.launcher: job construction, output forwarding, failure handling.
+"""launch.py / alexnet_mxnet.tools.launcher: job construction, output forwarding, failure handling.
 
 Supervision is exercised with plain Python children (fast); the real MXNet parameter-server
 runs are in tests/test_distributed.py. The ssh launcher is checked by its commands only.
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from engine.errors import UsageError
-from engine.launcher import (SERVER_CODE, Host, Proc, _Child, local_job, parse_env_pairs,
+from alexnet_mxnet.base.errors import UsageError
+from alexnet_mxnet.tools.launcher import (SERVER_CODE, Host, Proc, _Child, local_job, parse_env_pairs,
                              parse_hostfile, run_job, ssh_job)
 from tests.conftest import REPO
 
@@ -223,11 +223,11 @@ def launch(*args, **kwargs):
 @pytest.mark.parametrize('args,message', [
     (['-n', '2'], 'no command to run'),
     (['python', 'x.py'], 'required: -n/--num-workers'),
-    (['-n', 'two', 'python', 'x.py'], "invalid int value: 'two'"),
+    (['-n', 'two', 'python', 'x.py'], "must be a whole number >= 1, got 'two'"),
     (['-n', '2', '--launcher', 'ssh', 'python', 'x.py'], 'needs -H HOSTFILE'),
     (['-n', '2', '--env', 'oops', 'python', 'x.py'], '--env expects'),
     (['-n', '2', '-H', 'no-such-hostfile', 'python', 'x.py'], 'hostfile not found'),
-    (['-n', '2', '--grace', '-1', 'python', 'x.py'], 'must not be negative'),
+    (['-n', '2', '--grace', '-1', 'python', 'x.py'], 'argument --grace: must be a number >= 0'),
     (['-n', '1', 'no-such-program-xyz'], 'cannot start worker 0'),
 ])
 def test_cli_usage_errors_are_one_line(args, message):

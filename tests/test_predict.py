@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-import predict
-from inference import model, scoring
+from alexnet_mxnet.commands import predict
+from alexnet_mxnet.inference import model, scoring
 from tests import bad_images
 from tests.conftest import REPO, without_root_file_access
 

@@ -10,7 +10,7 @@ import mxnet as mx
 import pytest
 
 import iterators
-from engine.errors import UsageError
+from alexnet_mxnet.base.errors import UsageError
 from tests.fit_helpers import QUICK, run_train, tiny_photo_records
 
 MAGIC = struct.pack('<I', 0xced7230a)

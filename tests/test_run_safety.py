@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import symbols
-from engine import checkpoint as ckpt
+from alexnet_mxnet.base import checkpoint as ckpt
 from tests.conftest import without_root_file_access
 from tests.fit_helpers import QUICK, Training, run_train, tiny_photo_records
 

@@ -1,4 +1,4 @@
-"""engine.runlock: one holder per prefix across processes, taken over after a kill."""
+"""alexnet_mxnet.base.runlock: one holder per prefix across processes, taken over after a kill."""
 import os
 import signal
 import subprocess
@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from engine.errors import UsageError
-from engine.runlock import PrefixLock, lock_path
+from alexnet_mxnet.base.errors import UsageError
+from alexnet_mxnet.base.runlock import PrefixLock, lock_path
 from tests.conftest import REPO
 
-HOLD = ('import sys, time; from engine.runlock import PrefixLock; '
+HOLD = ('import sys, time; from alexnet_mxnet.base.runlock import PrefixLock; '
         'lock = PrefixLock(sys.argv[1], "test run").acquire(); print("held", flush=True); '
         'time.sleep(60)')
 
@@ -54,7 +54,7 @@ def test_same_process_cannot_take_it_twice(tmp_path):
         pass
 
 
-FORK_AND_HOLD = ('import os, sys, time; from engine.runlock import PrefixLock; '
+FORK_AND_HOLD = ('import os, sys, time; from alexnet_mxnet.base.runlock import PrefixLock; '
                  'PrefixLock(sys.argv[1]).acquire(); child = os.fork(); '
                  'time.sleep(60) if child == 0 else None; print(child, flush=True); time.sleep(60)')
 

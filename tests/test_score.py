@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import iterators
-import score
-from inference.model import inference_symbol
+from alexnet_mxnet.commands import score
+from alexnet_mxnet.inference.model import inference_symbol
 from tests.conftest import REPO
 from tests.inference_checkpoint import IMAGE_SHAPE
 

@@ -1,4 +1,5 @@
 """The summary command prints the paper's totals and one-line errors."""
+import os
 import subprocess
 import sys
 
@@ -6,7 +7,9 @@ from tests.conftest import REPO
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, '-m', 'tools.summary'] + list(args), cwd=REPO,
+    # the console script, as installed by pip install -e . beside this interpreter
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), 'alexnet-summary')]
+                          + list(args), cwd=REPO,
                           capture_output=True, text=True)
 
 

@@ -1,4 +1,7 @@
 """The AlexNet graphs against the paper, GluonCV, and bad arguments."""
+import argparse
+import importlib
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import pytest
 import symbols
 from symbols import alexnet
 from tests.conftest import gluoncv_model_zoo
-from tools.summary import network_summary, summarize, totals
+from alexnet_mxnet.tools.summary import network_summary, summarize, totals
 
 # Per conv/fc layer: weights at 227x227 in the paper's table (two-tower layout) and
 # in MXNet's single-tower layout.
@@ -138,3 +141,53 @@ def test_non_gluoncv_params_are_rejected():
 def test_smallest_input_builds():
     rows = network_summary('alexnet', num_classes=10, image_shape='3,67,67')
     assert _layer(rows, 'pool5').output_shape == (256, 1, 1)
+
+
+def _stock_example_args(**changes):
+    """The namespace MXNet's example/image-classification scripts build (train_imagenet.py's
+    and fine-tune.py's flags, as their argparse groups name them) and pass to
+    ``symbols.<network>.get_symbol(**vars(args))``."""
+    args = dict(
+        network='alexnet', num_layers=50, num_classes=1000, num_examples=1281167,
+        image_shape='3,224,224', dtype='float32', gpus=None, kv_store='device', num_epochs=80,
+        lr=0.1, lr_factor=0.1, lr_step_epochs='30,60', initializer='default', optimizer='sgd',
+        mom=0.9, wd=0.0001, batch_size=128, disp_batches=20, model_prefix=None, save_period=1,
+        monitor=0, load_epoch=None, top_k=0, loss='', test_io=0, gc_type='none',
+        gc_threshold=0.5, macrobatch_size=0, warmup_epochs=5, warmup_strategy='linear',
+        data_train=None, data_train_idx='', data_val=None, data_val_idx='',
+        rgb_mean='123.68,116.779,103.939', rgb_std='58.393,57.12,57.375', pad_size=0,
+        fill_value=127, data_nthreads=4, benchmark=0, random_crop=0, random_mirror=1,
+        max_random_h=0, max_random_s=0, max_random_l=0, max_random_aspect_ratio=0.0,
+        min_random_aspect_ratio=None, max_random_rotate_angle=0, max_random_shear_ratio=0.0,
+        max_random_scale=1, min_random_scale=1, max_random_area=1, min_random_area=1,
+        min_crop_size=-1, max_crop_size=-1, brightness=0, contrast=0, saturation=0,
+        pca_noise=0, random_resized_crop=0, pretrained_model=None, layer_before_fullc='flatten0')
+    args.update(changes)
+    return argparse.Namespace(**args)
+
+
+@pytest.mark.parametrize('call', ['train_imagenet', 'benchmark_score'])
+def test_drop_in_for_mxnet_example_scripts(call):
+    """MXNet's example scripts, with this package's symbols/ in place of their own, call
+    ``import_module('symbols.' + args.network).get_symbol(...)``: exactly so here."""
+    net = importlib.import_module('symbols.alexnet')
+    if call == 'train_imagenet':            # also fine-tune.py
+        sym = net.get_symbol(**vars(_stock_example_args()))
+    else:                                   # benchmark_score.py
+        sym = net.get_symbol(num_classes=1000, image_shape='3,224,224', num_layers=0,
+                             dtype='float32')
+    ours = symbols.get_symbol('alexnet', num_classes=1000, image_shape=(3, 224, 224))
+    assert sym.list_arguments() == ours.list_arguments()
+    module = mx.mod.Module(sym, context=mx.cpu())
+    module.bind(data_shapes=[('data', (2, 3, 224, 224))], label_shapes=[('softmax_label', (2,))])
+    module.init_params(mx.init.Xavier())
+    module.forward(mx.io.DataBatch([mx.nd.ones((2, 3, 224, 224))], [mx.nd.zeros((2,))]))
+    assert module.get_outputs()[0].shape == (2, 1000)
+
+
+def test_drop_in_float16_graph_casts_as_the_example_does():
+    sym = importlib.import_module('symbols.alexnet').get_symbol(
+        **vars(_stock_example_args(dtype='float16', num_classes=10)))
+    arg_types, out_types, _ = sym.infer_type(data='float32')
+    assert out_types == [np.float32]
+    assert dict(zip(sym.list_arguments(), arg_types))['conv1_weight'] == np.float16

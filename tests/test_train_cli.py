@@ -82,7 +82,7 @@ def test_bad_argument_is_one_line_error(case, records, tmp_path):
 @pytest.fixture(scope='module')
 def trained(records, tmp_path_factory):
     """A finished 2-epoch run (SGD) to resume: its folder."""
-    from engine.fit import fit
+    from alexnet_mxnet.train.fit import fit
     from tests.fit_helpers import parse
     folder = tmp_path_factory.mktemp('trained')
     train, val = records

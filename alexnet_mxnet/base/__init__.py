@@ -1,0 +1,1 @@
+"""The base layer: what every other part uses. It imports nothing else of the project."""

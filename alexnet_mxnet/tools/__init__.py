@@ -1,0 +1,1 @@
+"""Tools beside training and inference: the per-layer model summary and the distributed-job launcher."""

@@ -1,0 +1,1 @@
+"""Training: ``fit(args)`` and what it needs (flags, schedules, callbacks, fine-tuning)."""

@@ -1,9 +1,0 @@
-"""Using saved checkpoints: scoring, prediction, benchmarks, CPU fast paths and ONNX export.
-
-Everything here reads a checkpoint (``P-symbol.json``, ``P-NNNN.params``) and its sidecar
-``P-meta.json``; nothing depends on the training engine.
-"""
-import os
-
-# MXNet's MKLDNN subgraph backend logs "Subgraph backend MKLDNN is activated." on every bind.
-os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')

@@ -1,1 +1,0 @@
-"""Tools around the training engine: dataset conversion, demo data, model summaries."""
