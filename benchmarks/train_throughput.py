@@ -96,7 +96,7 @@ def torch_seconds(batch_size, shape, num_classes, batches, warmup):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    shape = symbols.resolve_image_shape(args.network, args.image_shape)
+    shape = symbols.resolve_image_shape('alexnet', args.image_shape)
     if min(args.batch_size, args.batches, args.num_classes) < 1 or args.warmup < 0:
         raise UsageError('--batch-size, --batches and --num-classes must be positive')
     images = args.batch_size * args.batches

@@ -42,6 +42,7 @@ from alexnet_mxnet.train.lr_schedule import (create_initializer, create_schedule
 from alexnet_mxnet.train.prefix import claimed_prefix
 from alexnet_mxnet.train.recorder import (Recorder, can_save_states, config_of,
                                           read_metrics_csv, row_of, state_copies)
+from alexnet_mxnet.train.step import train_step
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
 # Synthetic data for --benchmark: this many batches per epoch unless --num-examples says.
@@ -396,16 +397,9 @@ def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
                    args.progress and run.rank == 0) as bar:
         for nbatch, batch in enumerate(data, 1):
             stop.check()
-            if run.monitor:
-                run.monitor.tic()
-            module.forward_backward(batch)
-            module.update()
-            loss = metrics.update(module.get_outputs()[0].asnumpy(), batch.label[0].asnumpy(),
-                                  batch.pad)
+            loss = train_step(module, batch, metrics, run.monitor)
             stop.check()
             check_finite(loss, epoch, nbatch)
-            if run.monitor:
-                run.monitor.toc_print()
             images += per_batch - batch.pad
             bar.update(per_batch)
             speedometer(epoch, nbatch, metrics)
