@@ -15,14 +15,8 @@ import numpy as np
 
 from alexnet_mxnet.base import imagefile
 from alexnet_mxnet.base.errors import UsageError
-
-_MAGIC = 0xced7230a           # dmlc RecordIO: every record part starts with this uint32
-_PART = struct.Struct('<II')  # magic, then cflag (top 3 bits) | length (low 29 bits)
-_LENGTH_MASK = (1 << 29) - 1
-_IMAGE_HEADER = struct.Struct('<IfQQ')   # mx.recordio.IRHeader: flag, label, id, id2
-# A record whose payload holds the magic number is stored as parts: cflag 1 starts it,
-# 2 continues it, 3 ends it; 0 is a record in one part.
-_WHOLE, _FIRST, _MIDDLE, _LAST = range(4)
+from alexnet_mxnet.base.recordio import (FIRST, IMAGE_HEADER, LAST, LENGTH_MASK, MAGIC, MIDDLE, PART,
+                                         WHOLE, unpack_image_record)
 
 RecordIndex = collections.namedtuple('RecordIndex', 'keys offsets labels label_counts')
 RecordIndex.__doc__ = """What the check read, in file order (the order of ``ImageRecordIter``
@@ -121,39 +115,39 @@ def _scan(path_rec, path_idx):
 def _read_record_head(fd, offset, end):
     """``(first label, label count)`` of the record at ``offset``, after checking that it is
     one whole image record ending exactly at ``end``."""
-    head = os.pread(fd, _PART.size + _IMAGE_HEADER.size, offset) if offset >= 0 else b''
-    if offset % 4 or len(head) < _PART.size or _PART.unpack_from(head)[0] != _MAGIC:
+    head = os.pread(fd, PART.size + IMAGE_HEADER.size, offset) if offset >= 0 else b''
+    if offset % 4 or len(head) < PART.size or PART.unpack_from(head)[0] != MAGIC:
         raise _Damaged('no record starts there')
     if offset == end:
         raise _Damaged('the index lists this offset twice')
-    word = _PART.unpack_from(head)[1]
-    cflag, length = word >> 29, word & _LENGTH_MASK
-    if cflag not in (_WHOLE, _FIRST) or len(head) < _PART.size + _IMAGE_HEADER.size \
-            or length < _IMAGE_HEADER.size:
+    word = PART.unpack_from(head)[1]
+    cflag, length = word >> 29, word & LENGTH_MASK
+    if cflag not in (WHOLE, FIRST) or len(head) < PART.size + IMAGE_HEADER.size \
+            or length < IMAGE_HEADER.size:
         raise _Damaged('not the start of an image record')
     position = _end_of_parts(fd, offset, cflag, length, end)
     if position != end:
         raise _Damaged('the record ends at byte %d, the next one starts at %d' % (position, end))
-    flag, label = _IMAGE_HEADER.unpack_from(head, _PART.size)[:2]
+    flag, label = IMAGE_HEADER.unpack_from(head, PART.size)[:2]
     if flag == 0:
         return label, 1
-    if length < _IMAGE_HEADER.size + 4 * flag:   # the labels follow as ``flag`` float32s
+    if length < IMAGE_HEADER.size + 4 * flag:   # the labels follow as ``flag`` float32s
         raise _Damaged('the record is shorter than its %d labels' % flag)
     return struct.unpack('<f', os.pread(fd, 4, offset + len(head)))[0], flag
 
 
 def _end_of_parts(fd, offset, cflag, length, end):
     """The byte after the last part of the record that starts at ``offset``."""
-    position = offset + _PART.size + (-(-length // 4) * 4)
-    while cflag in (_FIRST, _MIDDLE):
-        head = os.pread(fd, _PART.size, position) if position + _PART.size <= end else b''
-        if len(head) < _PART.size or _PART.unpack(head)[0] != _MAGIC:
+    position = offset + PART.size + (-(-length // 4) * 4)
+    while cflag in (FIRST, MIDDLE):
+        head = os.pread(fd, PART.size, position) if position + PART.size <= end else b''
+        if len(head) < PART.size or PART.unpack(head)[0] != MAGIC:
             raise _Damaged('a part of the record is missing')
-        word = _PART.unpack(head)[1]
-        cflag, length = word >> 29, word & _LENGTH_MASK
-        if cflag not in (_MIDDLE, _LAST):
+        word = PART.unpack(head)[1]
+        cflag, length = word >> 29, word & LENGTH_MASK
+        if cflag not in (MIDDLE, LAST):
             raise _Damaged('a part of the record is missing')
-        position += _PART.size + (-(-length // 4) * 4)
+        position += PART.size + (-(-length // 4) * 4)
     return position
 
 
@@ -178,24 +172,21 @@ def _check_labels(path_rec, index, num_classes):
 
 def decode_record(raw, path_rec, key, channels=3):
     """``(label, image)`` of one raw record (``MXRecordIO.read``'s bytes): a BGR uint8 image
-    (grey for ``channels=1``), checked as ``alexnet_mxnet.base.imagefile`` checks a file (a truncated or
-    corrupt JPEG decodes in OpenCV with a mere warning). Anything else is a one-line error
-    naming the file and the record."""
-    if len(raw) < _IMAGE_HEADER.size:
-        raise UsageError('%s: record %s is %d bytes, too short for a record header: the .rec is '
-                         'damaged; make it again with python im2rec.py'
-                         % (path_rec, key, len(raw)))
-    flag, label = _IMAGE_HEADER.unpack_from(raw)[:2]
-    encoded = raw[_IMAGE_HEADER.size + 4 * flag:]
-    if flag:
-        label = struct.unpack_from('<f', raw, _IMAGE_HEADER.size)[0]
+    (grey for ``channels=1``), checked as ``alexnet_mxnet.base.imagefile`` checks a file (a
+    truncated or corrupt JPEG decodes in OpenCV with a mere warning). Anything else is a
+    one-line error naming the file and the record."""
+    try:
+        labels, encoded = unpack_image_record(raw)
+    except ValueError as why:
+        raise UsageError('%s: record %s is %s: the .rec is damaged; make it again with python '
+                         'im2rec.py' % (path_rec, key, why)) from None
     try:
         image = imagefile.decode(encoded, imagefile.probe(encoded))
     except imagefile.SkipImage as why:
         raise UsageError('%s: record %s is not a decodable image (%s): convert the images again '
                          'with python im2rec.py, which skips bad files'
                          % (path_rec, key, why)) from None
-    return label, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 1 else image
+    return labels[0], cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 1 else image
 
 
 def part_range(num_records, num_parts, part_index):

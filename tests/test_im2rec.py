@@ -16,7 +16,7 @@ from tests import bad_images
 from tests.conftest import REPO, without_root_file_access
 from alexnet_mxnet.base.cli import run_cli
 from alexnet_mxnet.commands import im2rec as im2rec_command
-from alexnet_mxnet.data import im2rec
+from alexnet_mxnet.base.recordio import frame_record, pack_image_record
 from alexnet_mxnet.data.im2rec import convert
 
 STOCK_IM2REC = os.path.join(os.path.dirname(mx.__file__), 'tools', 'im2rec.py')
@@ -363,7 +363,6 @@ def test_bad_lst_lines_are_one_line_errors(tmp_path, capsys, line, message):
 def test_records_are_byte_identical_to_mxnets_writer(tmp_path):
     """Records holding RecordIO's marker word (where dmlc splits them), of every length
     modulo 4, framed and indexed exactly as MXIndexedRecordIO writes them."""
-    from alexnet_mxnet.data.encoding import pack_record
     magic = b'\x0a\x23\xd7\xce'
     payloads = [b'', b'a', b'abcde', magic, magic * 3 + b'xy', b'12' + magic + b'34' + magic,
                 bytes(range(256)) * 5 + magic + b'z']
@@ -371,9 +370,9 @@ def test_records_are_byte_identical_to_mxnets_writer(tmp_path):
     ours, index, offset = [], [], 0
     for key, payload in enumerate(payloads):
         record = mx.recordio.pack(mx.recordio.IRHeader(0, float(key % 3), key, 0), payload)
-        assert pack_record(key, key % 3, payload) == record
+        assert pack_image_record(key, key % 3, payload) == record
         stock.write_idx(key, record)
-        framed = im2rec.frame_record(record)
+        framed = frame_record(record)
         ours.append(framed)
         index.append('%d\t%d\n' % (key, offset))
         offset += len(framed)

@@ -3,6 +3,7 @@ in functions (but of optional heavy dependencies), and the three installed names
 import ast
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -119,8 +120,11 @@ def test_converter_workers_import_no_mxnet():
 def test_the_wheel_installs_three_names_and_no_scripts(tmp_path):
     """A non-editable install: ``symbols``, ``iterators``, ``alexnet_mxnet`` -- not the scripts
     at the repository top, nor any stray module."""
+    source = tmp_path / 'source'        # a copy: building writes build/ and *.egg-info
+    shutil.copytree(REPO, str(source), ignore=shutil.ignore_patterns(
+        '.git', '__pycache__', '*.egg-info', 'build', 'runs', 'checkpoints'))
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                    '-q', '-w', str(tmp_path), REPO], check=True, capture_output=True,
+                    '-q', '-w', str(tmp_path), str(source)], check=True, capture_output=True,
                    timeout=300)
     wheel, = glob.glob(str(tmp_path / '*.whl'))
     with zipfile.ZipFile(wheel) as archive:

@@ -181,3 +181,14 @@ def test_check_reads_every_record_quickly(records):
     os.utime(train)   # a changed file is read again
     iterators.check_record_file(train, num_classes=2)
 
+
+
+def test_image_records_unpack_as_mxnet_packs_them():
+    """One format module for the converter (writer) and the record checks (reader)."""
+    from alexnet_mxnet.base.recordio import unpack_image_record
+    one = mx.recordio.pack(mx.recordio.IRHeader(0, 3.0, 7, 0), b'jpeg bytes')
+    several = mx.recordio.pack(mx.recordio.IRHeader(0, [1.0, 2.5], 8, 0), b'png bytes')
+    assert unpack_image_record(one) == ((3.0,), b'jpeg bytes')
+    assert unpack_image_record(several) == ((1.0, 2.5), b'png bytes')
+    with pytest.raises(ValueError, match='too short'):
+        unpack_image_record(b'abc')

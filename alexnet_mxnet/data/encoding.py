@@ -26,24 +26,16 @@ from collections import deque, namedtuple
 import cv2
 
 from alexnet_mxnet.base.errors import UsageError
-from alexnet_mxnet.base.imagefile import SkipImage, check_resize, decode, load_image, probe, read_image_bytes
+from alexnet_mxnet.base.imagefile import (SkipImage, check_resize, decode, load_image, probe,
+                                          read_image_bytes)
+from alexnet_mxnet.base.recordio import pack_image_record
 
 EncodeSettings = namedtuple('EncodeSettings', 'resize center_crop quality pass_through')
 
 # Formats a record may hold unchanged (stock MXNet readers cannot decode WebP or PPM/PGM; JPEG
 # and PNG are what every reader of image records decodes).
 PASS_THROUGH_FORMATS = ('JPEG', 'PNG')
-# MXNet's IRHeader (flag uint32, label float32, id uint64, id2 uint64), little-endian as
-# mxnet.recordio.pack writes it on every platform MXNet runs on.
-_HEADER = struct.Struct('<IfQQ')
 
-
-def pack_record(index, label, payload):
-    """``mxnet.recordio.pack(IRHeader(0, label, index, 0), payload)``, without MXNet."""
-    return _HEADER.pack(0, float(label), index, 0) + payload
-
-
-# --- one image ---------------------------------------------------------------------------
 
 def resize_shorter(img, size):
     """Scale so the shorter side is ``size`` (area filter down, bilinear up)."""
@@ -113,7 +105,7 @@ def make_record(index, label, path, pixels, settings):
     except (cv2.error, MemoryError) as err:     # what the checks before decoding cannot foresee
         reason = (str(err).strip() or 'out of memory').splitlines()[-1]
         return index, None, 'cannot convert: %s' % reason
-    return index, pack_record(index, label, payload), None
+    return index, pack_image_record(index, label, payload), None
 
 
 # --- the pipe protocol -------------------------------------------------------------------

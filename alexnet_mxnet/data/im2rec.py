@@ -20,7 +20,6 @@ import glob
 import os
 import secrets
 import signal
-import struct
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.base.imagefile import MAX_SIDE, printable
+from alexnet_mxnet.base.recordio import frame_record
 from alexnet_mxnet.base.runlock import PrefixLock
 from alexnet_mxnet.data import cifar
 from alexnet_mxnet.data.encoding import EncodeSettings, EncoderPool
@@ -127,27 +127,6 @@ def _check_settings(val_ratio, resize, quality, num_workers):
 
 # --- output files ------------------------------------------------------------------------
 
-_MAGIC = 0xCED7230A          # dmlc RecordIO's record marker
-_MAGIC_BYTES = struct.pack('<I', _MAGIC)
-
-
-def frame_record(record):
-    """``record`` as dmlc's RecordIOWriter (behind ``MXIndexedRecordIO.write``) stores it: a
-    marker and a length word, with the record split (continuation flags 1, 2, 3) wherever it
-    holds the marker at a 4-byte boundary, so readers can resynchronise; padded to 4 bytes.
-    Records here stay far below its 2**29-byte limit (``alexnet_mxnet.base.imagefile.MAX_FILE_BYTES``)."""
-    parts, start, found = [], 0, record.find(_MAGIC_BYTES)
-    while found != -1:
-        if found % 4 == 0:
-            parts += [struct.pack('<II', _MAGIC, (1 if start == 0 else 2) << 29 | found - start),
-                      record[start:found]]
-            start = found + 4
-            found = record.find(_MAGIC_BYTES, start)
-        else:
-            found = record.find(_MAGIC_BYTES, found + 1)
-    parts += [struct.pack('<II', _MAGIC, (3 if start else 0) << 29 | len(record) - start),
-              record[start:], b'\0' * (-len(record) % 4)]
-    return b''.join(parts)
 
 
 class _Output:
