@@ -62,6 +62,15 @@ def load_ema(prefix, epoch, meta, symbol, data_shape):
     return arg_params, aux_params
 
 
+def _fold(average, value, decay):
+    """``average = decay * average + (1 - decay) * value``, in place, as one fused pass:
+    ``sgd_update`` computes ``w - lr * (rescale_grad * g + wd * w)``, which with ``lr = 1 -
+    decay``, ``wd = 1``, ``rescale_grad = -1`` and ``g = value`` is exactly that (measured on
+    2 cores: ~40 ms instead of ~130 ms for two arithmetic operators with a temporary, on 25M
+    values, the weights of AlexNet at 127x127)."""
+    mx.nd.sgd_update(average, value, lr=1.0 - decay, wd=1.0, rescale_grad=-1.0, out=average)
+
+
 class ModelEMA(object):
     """The average of ``module``'s weights, kept in float32 on the module's first device.
 
@@ -101,13 +110,9 @@ class ModelEMA(object):
         decay = min(self.decay, (1.0 + num_update) / (10.0 + num_update))
         group = self._group
         for name, copies in zip(group.param_names, group.param_arrays):
-            average = self.arg_params[name]
-            average *= decay
-            average += (1.0 - decay) * copies[0].astype('float32', copy=False)
+            _fold(self.arg_params[name], copies[0].astype('float32', copy=False), decay)
         for name, copies in zip(group.aux_names, group.aux_arrays):
-            average = self.aux_params[name]
-            average *= decay
-            average += (1.0 - decay) * self._mean(copies)
+            _fold(self.aux_params[name], self._mean(copies), decay)
 
     def save(self, path):
         """The average as a ``.params`` file (``arg:``/``aux:`` names, as checkpoints)."""
