@@ -173,6 +173,8 @@ def test_ema_is_validated_checkpointed_and_scored(records, ema_run):
     _assert_same(averaged, held, atol=0)
     meta = ckpt.read_sidecar(prefix)
     assert meta['checkpoints']['2']['ema'] == 'full-0002-ema.params'
+    assert meta['train_metrics'] == ("train top-k: against each image's dominant label; train "
+                                     "cross-entropy: against its mixed, smoothed target")
 
     # The val loss the run logged for the average is the scorer's on the saved file.
     row = _rows(prefix)[-1]

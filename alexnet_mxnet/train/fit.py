@@ -498,14 +498,14 @@ def train(run, stop):
     stop.check()
     recorder = Recorder(run, start_epoch)
     speedometer = Speedometer(args.batch_size, args.disp_batches)
-    metrics, measured = mixing.train_metrics(args)
+    metrics = mixing.train_metrics(args)
     batch = ('%d per worker x %d workers = %d' % (args.batch_size, run.num_workers,
                                                    args.batch_size * run.num_workers)
              if run.num_workers > 1 else str(args.batch_size))
     LOG.info('training %s on %s, batch %s, %d updates per epoch; checkpoints: %s-*',
                  args.network, ','.join(str(c) for c in run.contexts), batch,
                  run.epoch_updates, run.prefix)
-    LOG.info('%s', measured)
+    LOG.info('%s', recorder.meta['train_metrics'])
     result = SimpleNamespace(prefix=run.prefix, epoch=start_epoch, stopped_by=None,
                              module=module, ema=ema, rows=recorder.rows, meta=recorder.meta)
     stop.check()

@@ -69,12 +69,14 @@ class SoftLabelMetrics(TopKMetrics):
 
 
 def train_metrics(args):
-    """The metrics of the training batches, and what they measure (for the log)."""
+    """The metrics of the training batches."""
+    return SoftLabelMetrics(args.top_k) if mixes(args) else TopKMetrics(args.top_k)
+
+
+def what_train_metrics_measure(args):
+    """One line for the log and the sidecar: what the train top-k and loss are against."""
     if mixes(args):
-        return SoftLabelMetrics(args.top_k), ('train top-k: against each image\'s dominant '
-                                              'label; train cross-entropy: against its mixed%s '
-                                              'target' % (', smoothed' if args.label_smoothing
-                                                          else ''))
-    return TopKMetrics(args.top_k), ('train top-k and cross-entropy: against the true label%s'
-                                     % (' (not the smoothed target trained on)'
-                                        if args.label_smoothing else ''))
+        return ('train top-k: against each image\'s dominant label; train cross-entropy: '
+                'against its mixed%s target' % (', smoothed' if args.label_smoothing else ''))
+    return ('train top-k and cross-entropy: against the true label%s'
+            % (' (not the smoothed target trained on)' if args.label_smoothing else ''))

@@ -16,6 +16,7 @@ from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.base.files import atomic_write, write_csv
 from alexnet_mxnet.train.callbacks import LOG
 from alexnet_mxnet.train.ema import ema_params_path, mark_best_ema, remove_ema_epochs
+from alexnet_mxnet.train.mixing import what_train_metrics_measure
 
 # val_ema_*: the average of the weights (--model-ema) on the same validation images.
 CSV_FIELDS = ('epoch', 'train_top1', 'train_topk', 'train_loss', 'val_top1', 'val_topk',
@@ -138,7 +139,8 @@ class Recorder(object):
             epoch=start_epoch, best_epoch=None, best_val_top1=None, best_weights=None,
             checkpoints=checkpoints,
             batch_size=args.batch_size, pretrained=args.pretrained or run.meta.get('pretrained'),
-            config=config_of(args), versions=versions())
+            train_metrics=what_train_metrics_measure(args), config=config_of(args),
+            versions=versions())
         self.meta.update(_best_of(self.rows))
         if run.writes and start_epoch:
             self._restore_best(start_epoch)
