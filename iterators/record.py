@@ -14,10 +14,13 @@ import os
 import time
 
 import mxnet as mx
+import numpy as np
 
 from alexnet_mxnet.base.argtypes import parse_image_shape
 from alexnet_mxnet.base.errors import UsageError, mxnet_error_line
-from iterators.normalize import MEAN_RGB, check_mean_std
+from iterators.batchwise import BatchTransformIter
+from iterators.erasing import erase
+from iterators.normalize import MEAN_RGB, STD_RGB, check_mean_std
 from iterators.recordfile import (check_record_file, decode_record, index_path, part_range,
                                   read_index)
 
@@ -98,17 +101,28 @@ class ShardIter(mx.io.DataIter):
 def get_train_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
                    std_rgb=None, pca_noise=0.1, color_jitter=0.0, random_resized_crop=False,
                    random_area=RANDOM_AREA, aspect_ratio=ASPECT_RATIO, mirror=True, shuffle=True,
-                   seed=0, num_parts=1, part_index=0, num_threads=None, dtype='float32',
-                   resize=None, prefetch_buffer=4):
+                   random_erasing=0.0, seed=0, num_parts=1, part_index=0, num_threads=None,
+                   dtype='float32', resize=None, prefetch_buffer=4):
     """Training iterator: random ``image_shape`` crop (of the 256-pixel records), random
     mirror, AlexNet's PCA lighting noise, optional colour jitter (brightness, contrast and
     saturation each in ``[-color_jitter, color_jitter]``) and random-resized crop
-    (``random_area`` of the image, ``aspect_ratio`` w/h range), mean/std normalisation,
-    reshuffled every epoch. ``seed`` fixes the shuffle order; augmentation draws differ per
-    epoch (MXNet's per-thread generators)."""
+    (``random_area`` of the image, ``aspect_ratio`` w/h range), mean/std normalisation, then
+    random erasing of each image with probability ``random_erasing`` (``iterators.erasing``),
+    reshuffled every epoch. ``seed`` fixes the shuffle order and the erasures; the C++
+    augmentation draws differ per epoch (MXNet's per-thread generators)."""
     if _channels(image_shape) == 1 and (pca_noise or color_jitter):
         raise UsageError('PCA lighting noise and colour jitter change colours: with 1-channel '
                          '(grayscale) images pass --pca-noise 0 --color-jitter 0')
+    if not 0 <= random_erasing <= 1:
+        raise UsageError('random erasing is a probability in [0, 1], got %s' % random_erasing)
+    if random_resized_crop:
+        _check_range('random-resized-crop area', random_area, high=1.0)
+        _check_range('random-resized-crop aspect ratio', aspect_ratio)
+        if tuple(random_area) == (1, 1) and tuple(aspect_ratio) == (1, 1):
+            # Measured: ImageRecordIter then crops the center without resizing, silently.
+            raise UsageError('a random-resized crop of area 1,1 at aspect ratio 1,1 is skipped '
+                             'by MXNet\'s ImageRecordIter (it takes a plain center crop): '
+                             'widen the area or ratio range (e.g. 0.999,1)')
     # seed_aug is left out on purpose: in MXNet 1.9.1 it re-seeds the augmenters at every
     # reset(), so each epoch would repeat the same crops and mirrors.
     aug = dict(rand_crop=True, rand_mirror=bool(mirror), shuffle=bool(shuffle), seed=int(seed),
@@ -119,8 +133,16 @@ def get_train_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=
         aug.update(random_resized_crop=True, rand_crop=False, min_random_area=float(random_area[0]),
                    max_random_area=float(random_area[1]), min_aspect_ratio=float(aspect_ratio[0]),
                    max_aspect_ratio=float(aspect_ratio[1]))
-    return _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
+    data = _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
                        part_index, num_threads, dtype, resize, prefetch_buffer, aug, refill=True)
+    if not random_erasing:
+        return data
+    # Noise with the spread of real pixels (ImageNet's std) in the batch's scale.
+    channels, std = _channels(image_shape), check_mean_std(mean_rgb, std_rgb)[1]
+    noise_std = np.array(STD_RGB[:channels]) / np.array((std or (1.0, 1.0, 1.0))[:channels])
+    return BatchTransformIter(
+        data, lambda pixels, labels, rng: (erase(pixels, rng, random_erasing, noise_std), labels),
+        seed=(seed, part_index))
 
 
 def get_val_iter(path_rec, batch_size, image_shape=(3, 227, 227), *, mean_rgb=MEAN_RGB,
@@ -204,6 +226,15 @@ def _shard_iter(path_rec, batch_size, image_shape, mean_rgb, std_rgb, num_parts,
     # ImageRecordIter in 1.9.1 makes no float16 ('unknown dtype'): ShardIter casts instead
     return ShardIter(record_iter, end - begin, -(-largest // batch_size), refill, dtype,
                      path_rec=path_rec, begin=begin, channels=image_shape[0])
+
+
+def _check_range(what, values, high=None):
+    """``values`` must be ``(low, high)`` with ``0 < low <= high`` (``<= high`` if given)."""
+    low_value, high_value = values
+    if not 0 < low_value <= high_value or (high is not None and high_value > high):
+        raise UsageError('%s must be LO,HI with 0 < LO <= HI%s, got %s,%s'
+                         % (what, ' <= %s' % high if high is not None else '', low_value,
+                            high_value))
 
 
 def _parse_shape(image_shape):

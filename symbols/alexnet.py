@@ -89,7 +89,7 @@ def _conv_block(data, index, spec, layout, batch_norm):
 
 
 def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float32',
-               image_shape=(3, 227, 227), dropout=0.5, **kwargs):
+               image_shape=(3, 227, 227), dropout=0.5, label_smoothing=0.0, **kwargs):
     """Build the AlexNet graph ending in ``SoftmaxOutput(name='softmax')``.
 
     ``batch_norm`` puts BatchNorm after every conv in place of LRN (for large-batch
@@ -118,7 +118,7 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
     body = mx.sym.FullyConnected(body, name='fc3', num_hidden=num_classes)
     if dtype != 'float32':
         body = mx.sym.Cast(body, dtype='float32')
-    return mx.sym.SoftmaxOutput(body, name='softmax')
+    return mx.sym.SoftmaxOutput(body, name='softmax', smooth_alpha=label_smoothing)
 
 
 # GluonCV names its parameters either by prefix (``collect_params()``, e.g.

@@ -252,6 +252,113 @@ def test_train_colour_jitter_and_random_resized_crop(rec):
     assert not np.array_equal(epochs[0][0], epochs[1][0])
 
 
+def _augment_flags(*flags):
+    parser = argparse.ArgumentParser()
+    iterators.add_data_args(parser)
+    iterators.add_normalize_args(parser)
+    iterators.add_augment_args(parser)
+    return iterators.data_iter_kwargs(parser.parse_args(list(flags)))
+
+
+def test_rrc_scale_and_ratio_flags_reach_the_record_iterator(rec):
+    """A crop of (nearly) the whole square photo at aspect (nearly) 1 is the photo resized:
+    what the validation iterator gives with resize=64. The default range crops other
+    windows."""
+    shape = (3, 64, 64)
+    whole = _square_rows(iterators.get_val_iter(rec, 10, shape, resize=64))
+
+    def crops(*flags):
+        kwargs = _augment_flags('--random-resized-crop', '--pca-noise', '0', *flags)
+        return _square_rows(iterators.get_train_iter(rec, 10, shape, mirror=False,
+                                                     shuffle=False, **kwargs))
+    np.testing.assert_allclose(crops('--rrc-scale', '0.999,1', '--rrc-ratio', '0.999,1.001'),
+                               whole, atol=1e-4)
+    assert np.abs(crops() - whole).mean() > 10
+    assert np.abs(crops('--rrc-scale', '0.3,0.5') - whole).mean() > 10
+    with pytest.raises(UsageError, match='add --random-resized-crop'):
+        _augment_flags('--rrc-scale', '0.5,1')
+    with pytest.raises(UsageError, match='skipped by MXNet'):
+        crops('--rrc-scale', '1,1', '--rrc-ratio', '1,1')
+    for bad in (['--rrc-scale', '0,1'], ['--rrc-scale', '0.5,1.5'], ['--rrc-ratio', '2,1'],
+                ['--rrc-ratio', '1'], ['--random-erasing', '1.5']):
+        with pytest.raises(SystemExit):
+            _augment_flags(*bad)
+
+
+def test_random_erasing_replaces_one_rectangle_per_image_with_noise(rec):
+    """--random-erasing 1: every photo keeps its pixels but for one rectangle of 2-33% of its
+    area, filled with noise of the pixels' spread; the same seed erases the same rectangles,
+    the next pass others."""
+    flags = ['--pca-noise', '0', '--rgb-std', ','.join(map(str, iterators.STD_RGB))]
+
+    def two_passes(seed, *erasing):
+        it = iterators.get_train_iter(rec, 10, FULL, mirror=False, shuffle=False, seed=seed,
+                                      **_augment_flags(*flags + list(erasing)))
+        return _square_rows(it), _square_rows(it)
+    plain = two_passes(7)[0]
+    first, second = two_passes(7, '--random-erasing', '1')
+    for got, ref in zip(first, plain):
+        rows, cols = np.nonzero((got != ref).any(axis=0))
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        area = (bottom - top) * (right - left) / float(256 * 256)
+        assert 0.02 <= area <= 1 / 3 + 0.01
+        kept = np.ones(ref.shape, bool)
+        kept[:, top:bottom, left:right] = False
+        np.testing.assert_array_equal(got[kept], ref[kept])
+        patch = got[:, top:bottom, left:right]
+        assert 0.8 < patch.std() < 1.2 and abs(patch.mean()) < 0.2
+    np.testing.assert_array_equal(two_passes(7, '--random-erasing', '1')[0], first)
+    assert not np.array_equal(second, first)
+
+
+def _soft_batches(rec, **kwargs):
+    """Pairs (plain batch, soft-label batch) of the validation pipeline (file order, center
+    crop: the same pixels every time), labels 0..29 = the record index."""
+    shape, classes = (3, 64, 64), NUM_RECORDS
+    plain = list(iterators.get_val_iter(rec, 10, shape))
+    soft = iterators.soft_label_iter(iterators.get_val_iter(rec, 10, shape), classes, **kwargs)
+    assert soft.provide_label[0].shape == (10, classes) and soft.batches_per_epoch == 3
+    return [(p.data[0].asnumpy(), p.label[0].asnumpy().astype(int), s.data[0].asnumpy(),
+             s.label[0].asnumpy()) for p, s in zip(plain, soft)]
+
+
+def test_mixup_blends_each_image_with_another_and_their_labels(rec):
+    shares = []
+    for pixels, labels, mixed, targets in _soft_batches(rec, mixup=0.4, seed=(3, 1)):
+        rows = np.arange(10)
+        lam = targets[rows, labels]
+        assert np.allclose(lam, lam[0]) and 0 < lam[0] < 1
+        np.testing.assert_allclose(targets[rows, labels[::-1]], 1 - lam, atol=1e-6)
+        assert ((targets > 0).sum(axis=1) == 2).all()
+        np.testing.assert_allclose(mixed, lam[0] * pixels + (1 - lam[0]) * pixels[::-1],
+                                   atol=1e-3)
+        shares.append(lam[0])
+    assert len(set(shares)) == 3       # a draw per batch, the same for the same seed
+    again = [t[0, labels[0]] for _, labels, _, t in _soft_batches(rec, mixup=0.4, seed=(3, 1))]
+    other = [t[0, labels[0]] for _, labels, _, t in _soft_batches(rec, mixup=0.4, seed=(3, 2))]
+    assert again == shares and other != shares
+
+
+def test_cutmix_pastes_a_box_of_another_image_weighted_by_its_area(rec):
+    for pixels, labels, mixed, targets in _soft_batches(rec, cutmix=1.0, seed=(0, 1)):
+        lam = targets[0, labels[0]]
+        pasted = (mixed != pixels).any(axis=1)           # (N, H, W)
+        np.testing.assert_array_equal(mixed[pasted[:, None].repeat(3, 1)],
+                                      pixels[::-1][pasted[:, None].repeat(3, 1)])
+        rows, cols = np.nonzero(pasted.any(axis=0))
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) / 64.0 ** 2
+        assert box == pytest.approx(1 - lam, abs=1e-6)
+        np.testing.assert_allclose(targets.sum(axis=1), 1, atol=1e-6)
+
+
+def test_label_smoothing_alone_keeps_the_pixels(rec):
+    for pixels, labels, same, targets in _soft_batches(rec, smoothing=0.1):
+        np.testing.assert_array_equal(same, pixels)
+        expected = np.full((10, NUM_RECORDS), 0.1 / (NUM_RECORDS - 1), np.float32)
+        expected[np.arange(10), labels] = 0.9
+        np.testing.assert_allclose(targets, expected, rtol=1e-6)
+
+
 def test_get_rec_iters_without_val(rec):
     train, val = iterators.get_rec_iters(rec, None, 4, CROP, pca_noise=0)
     assert val is None and train.provide_data[0].shape == (4,) + CROP
@@ -321,7 +428,8 @@ def test_data_flags_defaults_and_parsing():
     iterators.add_augment_args(parser)
     kwargs = iterators.data_iter_kwargs(parser.parse_args([]))
     assert kwargs == dict(mean_rgb=iterators.MEAN_RGB, std_rgb=None, pca_noise=0.1,
-                          color_jitter=0.0, random_resized_crop=False, num_threads=None)
+                          color_jitter=0.0, random_resized_crop=False, random_area=(0.08, 1.0),
+                          aspect_ratio=(3 / 4, 4 / 3), random_erasing=0.0, num_threads=None)
     args = parser.parse_args(['--rgb-std', '58.4,57.1,57.4', '--random-resized-crop',
                               '--data-nthreads', '2'])
     kwargs = iterators.data_iter_kwargs(args)

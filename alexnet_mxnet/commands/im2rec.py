@@ -19,6 +19,10 @@ def build_parser():
     parser.add_argument('--val-ratio', type=FRACTION, default=0.0, metavar='R',
                         help='stratified fraction of every class written to PREFIX_val.* '
                              '(default: %(default)s = no split)')
+    parser.add_argument('--test-ratio', type=FRACTION, default=0.0, metavar='R',
+                        help='stratified fraction of every class written to PREFIX_test.*: '
+                             'photos for a final report, which neither training nor choices '
+                             'made on the validation split see (default: %(default)s = none)')
     parser.add_argument('--seed', type=int, default=0, metavar='N',
                         help='seed of the split (default: %(default)s)')
     parser.add_argument('--resize', type=NON_NEGATIVE_INT, default=256, metavar='N',
@@ -63,7 +67,8 @@ def main(argv=None):
     """The command line. Ctrl-C or SIGTERM reach ``run_cli`` as exceptions ("interrupted",
     exit 130; "terminated", exit 143) after nothing was published and no temporary is left."""
     args = build_parser().parse_args(argv)
-    result = convert(args.source, args.prefix, val_ratio=args.val_ratio, seed=args.seed,
+    result = convert(args.source, args.prefix, val_ratio=args.val_ratio,
+                     test_ratio=args.test_ratio, seed=args.seed,
                      resize=args.resize, center_crop=args.center_crop, quality=args.quality,
                      pass_through=args.pass_through, num_workers=args.workers,
                      synsets=args.synsets, overwrite=args.overwrite, progress=args.progress,

@@ -14,6 +14,7 @@ never over a file that appeared meanwhile (unless overwriting): an interrupted r
 conversion of the same prefix.
 
     python im2rec.py ~/photos data/photos --val-ratio 0.1
+    python im2rec.py ~/photos data/photos --val-ratio 0.1 --test-ratio 0.1
 """
 import errno
 import glob
@@ -44,7 +45,8 @@ PARTIAL = '.partial'
 @dataclass
 class ConvertResult:
     """Where the outputs went and what they hold. Split keys: 'train' and 'val' with a
-    split (or CIFAR-10), 'all' without one (files named ``{prefix}.rec`` etc.)."""
+    split (or CIFAR-10), and 'test' with a test ratio; 'all' without one (files named
+    ``{prefix}.rec`` etc.)."""
     records: dict        # split -> .rec path
     indexes: dict        # split -> .idx path
     lists: dict          # split -> .lst path (only the images actually written)
@@ -61,21 +63,28 @@ class ConvertResult:
         return sum(sum(per_class.values()) for per_class in self.counts.values())
 
 
-def stratified_split(items, val_ratio, seed):
-    """``(train, val)``: ``val_ratio`` of every class (at least one image of a class with two
-    or more, never all of it) picked with a fixed seed; both keep the input order."""
+def stratified_split(items, val_ratio, seed, test_ratio=0.0):
+    """``{'train': ..., 'val': ..., 'test': ...}`` (only the splits asked for):
+    ``val_ratio`` and ``test_ratio`` of every class (at least one image each when the class
+    has more than that, never all of it) picked with a fixed seed, the rest in 'train'; every
+    split keeps the input order. The val picks do not depend on ``test_ratio``."""
     by_class = defaultdict(list)
     for item in items:
         by_class[item.label].append(item.index)
     rng = np.random.RandomState(seed)
-    val = set()
+    ratios = [(split, ratio) for split, ratio in (('val', val_ratio), ('test', test_ratio))
+              if ratio]
+    held = {}
     for label in sorted(by_class):
         members = by_class[label]
-        wanted = max(int(round(len(members) * val_ratio)), 1 if len(members) > 1 else 0)
-        chosen = rng.permutation(len(members))[:min(wanted, len(members) - 1)]
-        val.update(members[i] for i in chosen)
-    return ([item for item in items if item.index not in val],
-            [item for item in items if item.index in val])
+        order, taken = rng.permutation(len(members)), 0
+        for split, ratio in ratios:
+            wanted = max(int(round(len(members) * ratio)), 1 if len(members) > 1 else 0)
+            chosen = order[taken:min(taken + wanted, len(members) - 1)]
+            held.update((members[i], split) for i in chosen)
+            taken += len(chosen)
+    return {split: [item for item in items if held.get(item.index, 'train') == split]
+            for split in ['train'] + [split for split, _ in ratios]}
 
 
 def load_collection(source, root=None, pass_through=False):
@@ -96,14 +105,14 @@ def load_collection(source, root=None, pass_through=False):
                      'nor a .lst file' % source)
 
 
-def split_collection(collection, val_ratio, seed):
-    if not val_ratio:
+def split_collection(collection, val_ratio, seed, test_ratio=0.0):
+    if not val_ratio and not test_ratio:
         return collection
     if 'all' not in collection.splits:
         raise UsageError('CIFAR-10 has its own split (data_batch_* -> train, test_batch -> val): '
-                         'drop the validation ratio')
-    train, val = stratified_split(collection.splits['all'], val_ratio, seed)
-    return collection._replace(splits={'train': train, 'val': val})
+                         'drop the validation and test ratios')
+    return collection._replace(splits=stratified_split(collection.splits['all'], val_ratio,
+                                                       seed, test_ratio))
 
 
 def output_paths(prefix, splits):
@@ -114,9 +123,12 @@ def output_paths(prefix, splits):
             for split in splits}
 
 
-def _check_settings(val_ratio, resize, quality, num_workers):
+def _check_settings(val_ratio, test_ratio, resize, quality, num_workers):
     if not 0 <= val_ratio < 1:
         raise UsageError('validation ratio must be in [0, 1), got %s' % val_ratio)
+    if not 0 <= test_ratio < 1 or val_ratio + test_ratio >= 1:
+        raise UsageError('test ratio must be in [0, 1) and leave images for training beside '
+                         'the validation ratio %s, got %s' % (val_ratio, test_ratio))
     if not 0 <= resize <= MAX_SIDE:
         raise UsageError('resize must be in 0..%d (0 keeps the size), got %d' % (MAX_SIDE, resize))
     if not 1 <= quality <= 100:
@@ -290,17 +302,20 @@ def _report_lines(skipped):
 
 def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=False, quality=95,
             pass_through=False, num_workers=None, synsets=None, overwrite=False, progress=True,
-            root=None):
+            root=None, test_ratio=0.0):
     """Convert ``source`` into RecordIO files named after ``prefix``; see the module docstring.
+
+    ``val_ratio`` and ``test_ratio`` hold out that share of every class (stratified, seed
+    ``seed``) in ``{prefix}_val.*`` and ``{prefix}_test.*``.
 
     ``resize`` sets the shorter side (0 keeps the size), ``center_crop`` then cuts the central
     square, ``pass_through`` stores the files' bytes unchanged (no resize, no re-encode),
     ``root`` is where a .lst source's relative paths start (default: the .lst's folder).
     """
     num_workers = num_workers or os.cpu_count() or 1
-    _check_settings(val_ratio, resize, quality, num_workers)
+    _check_settings(val_ratio, test_ratio, resize, quality, num_workers)
     collection = split_collection(load_collection(os.fspath(source), root, pass_through),
-                                  val_ratio, seed)
+                                  val_ratio, seed, test_ratio)
     names = read_synsets(synsets) if synsets else {}
     class_names = [names.get(folder, clean_name(folder)) for folder in collection.class_folders]
     prefix = os.path.abspath(os.fspath(prefix))

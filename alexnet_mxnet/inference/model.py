@@ -21,8 +21,10 @@ from alexnet_mxnet.base.argtypes import NON_NEGATIVE_INT, parse_image_shape
 from alexnet_mxnet.base.errors import UsageError, mxnet_error_line
 from alexnet_mxnet.base.labels import read_labels_file
 
-# P-NNNN.params per epoch, and the engine's P-best.params.
-_PARAMS_FILE = re.compile(r'^(?P<prefix>.+)-(?P<tag>\d{4,}|best)\.params$')
+# P-NNNN.params per epoch, P-NNNN-ema.params (the average of the weights, --model-ema), and
+# the engine's P-best.params.
+_PARAMS_FILE = re.compile(
+    r'^(?P<prefix>.+)-(?:(?P<epoch>\d{4,})(?P<ema>-ema)?|best)\.params$')
 
 
 @dataclass
@@ -55,29 +57,36 @@ def add_checkpoint_args(parser):
                        help='epoch to load, one the run\'s sidecar records (default: the run\'s '
                             'latest)')
     group.add_argument('--params', metavar='FILE',
-                       help='a P-NNNN.params or P-best.params file, instead of '
-                            '--model-prefix/--epoch')
+                       help='a P-NNNN.params, P-NNNN-ema.params or P-best.params file, instead '
+                            'of --model-prefix/--epoch')
+    group.add_argument('--ema', action='store_true',
+                       help='with --model-prefix: the average of the weights saved with that '
+                            'epoch (P-NNNN-ema.params, trained with --model-ema)')
     group.add_argument('--class-names', metavar='FILE',
                        help='class names, one per line or im2rec\'s index<TAB>folder<TAB>name '
                             'labels file (default: from the sidecar)')
     return group
 
 
-def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
+def resolve_checkpoint(model_prefix=None, epoch=None, params=None, ema=False):
     """``(prefix, params_file)`` from either way of naming a checkpoint: by default the run's
-    latest recorded epoch; an epoch the run does not record is refused."""
+    latest recorded epoch (``ema``: the average of its weights); an epoch the run does not
+    record is refused."""
     if params:
-        if model_prefix or epoch is not None:
-            raise UsageError('give either --params or --model-prefix/--epoch, not both')
+        if model_prefix or epoch is not None or ema:
+            raise UsageError('give either --params or --model-prefix/--epoch/--ema, not both')
         match = _PARAMS_FILE.match(params)
         if not match:
-            raise UsageError('--params %s is not named like P-NNNN.params or P-best.params' % params)
+            raise UsageError('--params %s is not named like P-NNNN.params, P-NNNN-ema.params or '
+                             'P-best.params' % params)
         if not os.path.isfile(params):
             raise UsageError('checkpoint file %s not found' % params)
         prefix = match.group('prefix')
         checkpoint.read_sidecar(prefix)
-        if match.group('tag') != 'best':
-            _check_recorded(prefix, int(match.group('tag')))
+        if match.group('epoch'):
+            _check_recorded(prefix, int(match.group('epoch')))
+            if match.group('ema'):
+                _ema_file(prefix, int(match.group('epoch')))
         return prefix, params
     if not model_prefix:
         raise UsageError('name a checkpoint with --model-prefix P (and --epoch N) or --params FILE')
@@ -88,7 +97,22 @@ def resolve_checkpoint(model_prefix=None, epoch=None, params=None):
             raise UsageError('no checkpoint %s-NNNN.params found' % model_prefix)
     else:
         _check_recorded(model_prefix, epoch)
+    if ema:
+        return model_prefix, _ema_file(model_prefix, epoch)
     return model_prefix, checkpoint.params_path(model_prefix, epoch)
+
+
+def _ema_file(prefix, epoch):
+    """The average of the weights that the run's sidecar records with ``epoch``: a file of
+    that name the sidecar does not list (another run's, or a save cut short) is refused."""
+    entry = checkpoint.read_sidecar(prefix).get('checkpoints', {}).get(str(epoch), {})
+    if not entry.get('ema'):
+        raise UsageError('epoch %d of %s has no average of the weights: the run was trained '
+                         'without --model-ema' % (epoch, prefix))
+    path = os.path.join(os.path.dirname(prefix), entry['ema'])
+    if not os.path.isfile(path):
+        raise UsageError('checkpoint file %s not found' % path)
+    return path
 
 
 def _check_recorded(prefix, epoch):
@@ -151,7 +175,8 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
 def load_from_args(args):
     """``load_model`` from the flags of ``add_checkpoint_args``, ``add_network_args`` and
     ``add_normalize_args`` (both with their ``checkpoint`` defaults: None)."""
-    prefix, params_file = resolve_checkpoint(args.model_prefix, args.epoch, args.params)
+    prefix, params_file = resolve_checkpoint(args.model_prefix, args.epoch, args.params,
+                                             args.ema)
     return load_model(prefix, params_file, network=args.network, num_classes=args.num_classes,
                       image_shape=args.image_shape, dtype=args.dtype,
                       mean_rgb=getattr(args, 'rgb_mean', None), std_rgb=getattr(args, 'rgb_std', None),

@@ -99,6 +99,32 @@ def add_fit_args(parser):
     return group
 
 
+def add_recipe_args(parser):
+    """Regularisation of the modern recipes (timm, torchvision's references, GluonCV): label
+    smoothing, mixup/cutmix and an average of the weights."""
+    group = parser.add_argument_group('recipe (regularisation)')
+    group.add_argument('--label-smoothing', type=FRACTION, default=0.0, metavar='EPS',
+                       help='train towards 1-EPS on the true class and EPS/(classes-1) on each '
+                            'other (SoftmaxOutput\'s smooth_alpha; default: %(default)s, off)')
+    group.add_argument('--mixup', type=NON_NEGATIVE, default=0.0, metavar='ALPHA',
+                       help='blend each training image with another of the batch, and their '
+                            'labels, by a share drawn from Beta(ALPHA, ALPHA), e.g. 0.2 '
+                            '(default: %(default)s, off)')
+    group.add_argument('--cutmix', type=NON_NEGATIVE, default=0.0, metavar='ALPHA',
+                       help='paste a box of another image of the batch, its label weighted by '
+                            'the box\'s area (from Beta(ALPHA, ALPHA)), e.g. 1.0; with --mixup, '
+                            'each batch uses one of the two (default: %(default)s, off)')
+    group.add_argument('--mixup-off-epochs', type=NON_NEGATIVE_INT, default=0, metavar='N',
+                       help='train the last N epochs without mixup/cutmix (default: '
+                            '%(default)s)')
+    group.add_argument('--model-ema', type=FRACTION, default=0.0, metavar='DECAY',
+                       help='keep an exponential moving average of the weights, updated every '
+                            'step (decay min(DECAY, (1+t)/(10+t)) at update t), validated each '
+                            'epoch and saved as P-NNNN-ema.params, e.g. 0.999 (default: '
+                            '%(default)s, off)')
+    return group
+
+
 def add_finetune_args(parser):
     """``--pretrained`` and how the transferred layers train."""
     group = parser.add_argument_group('fine-tuning')
@@ -130,6 +156,7 @@ def build_train_parser(prog=None):
     add_device_args(parser)
     add_kvstore_args(parser)
     add_fit_args(parser)
+    add_recipe_args(parser)
     add_finetune_args(parser)
     add_progress_arg(parser)
     return parser

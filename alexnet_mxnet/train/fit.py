@@ -32,10 +32,11 @@ from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.base.labels import labels_beside
 from alexnet_mxnet.base.metrics import TopKMetrics
 from alexnet_mxnet.data.demo import ensure_digits_dataset
-from alexnet_mxnet.train import finetune
+from alexnet_mxnet.train import finetune, mixing
 from alexnet_mxnet.train.args import resolve_defaults
 from alexnet_mxnet.train.callbacks import (LOG, Speedometer, StopRequest, check_finite,
                                            epoch_bar, log_rank)
+from alexnet_mxnet.train.ema import ModelEMA, ema_files, load_ema
 from alexnet_mxnet.train.kvstore import create_kvstore, worker_of
 from alexnet_mxnet.train.lr_schedule import (create_initializer, create_scheduler, parse_epochs,
                                              updates_per_epoch)
@@ -59,7 +60,7 @@ class Plan:
     class_names: Optional[list]  # from the labels file beside --data-train, if there is one
     contexts: list               # the devices the batch is split over
     image_shape: tuple           # (C, H, W)
-    symbol: mx.sym.Symbol        # the graph trained
+    symbol: mx.sym.Symbol        # the graph checkpoints hold (ending in SoftmaxOutput)
     step_epochs: list            # --lr-step-epochs as numbers
     name: str                    # of the default prefix: NETWORK, or digits-NETWORK
 
@@ -69,7 +70,8 @@ class Run:
     """Everything a training run works with once it is checked and prepared (``prepare``)."""
     args: argparse.Namespace     # the flags, with the recipe's defaults filled in
     contexts: list
-    symbol: mx.sym.Symbol
+    symbol: mx.sym.Symbol        # the graph checkpoints hold
+    train_symbol: mx.sym.Symbol  # the graph trained: ``symbol``, or its soft-label head
     image_shape: tuple
     kv: Optional[mx.kv.KVStore]  # None on a single local device
     rank: int                    # this worker's kvstore rank (0 when alone)
@@ -84,6 +86,7 @@ class Run:
     scheduler: mx.lr_scheduler.LRScheduler   # in absolute update counts
     arg_params: Optional[dict]   # starting weights when resuming or fine-tuning
     aux_params: Optional[dict]
+    ema_params: Optional[tuple]  # the resumed average of the weights (--model-ema)
     meta: dict                   # the resumed run's sidecar ({} for a new run)
     rows: list                   # the resumed run's metrics rows up to --load-epoch
     fixed_params: Optional[list]  # --freeze-features: parameters left as loaded
@@ -141,6 +144,7 @@ def check_flags(args):
                              % (args.num_epochs, args.load_epoch))
     if (args.freeze_features or args.features_lr_mult != 1.0) and not args.pretrained:
         raise UsageError('--freeze-features and --features-lr-mult need --pretrained')
+    _check_recipe(args)
     if class_names and len(class_names) != args.num_classes:
         raise UsageError('--num-classes is %d but the labels file beside %s lists %d classes'
                          % (args.num_classes, args.data_train, len(class_names)))
@@ -151,11 +155,24 @@ def check_flags(args):
                          'on the CPU')
     image_shape = symbols.resolve_image_shape(args.network, args.image_shape)
     symbol = symbols.get_symbol(args.network, args.num_classes, image_shape, dtype=args.dtype,
-                                dropout=args.dropout)
+                                dropout=args.dropout, label_smoothing=args.label_smoothing)
     return Plan(
         demo=demo, class_names=class_names, contexts=contexts, image_shape=image_shape,
         symbol=symbol, step_epochs=parse_epochs(args.lr_step_epochs),
         name='digits-' + args.network if demo else args.network)
+
+
+def _check_recipe(args):
+    """The recipe flags that make no sense together."""
+    iterators.check_augment_args(args)
+    if args.mixup_off_epochs and not mixing.mixes(args):
+        raise UsageError('--mixup-off-epochs needs --mixup or --cutmix')
+    if mixing.mixes(args) and args.mixup_off_epochs >= args.num_epochs:
+        raise UsageError('--mixup-off-epochs %d leaves none of the %d epochs to mix: give '
+                         'fewer, or drop --mixup/--cutmix'
+                         % (args.mixup_off_epochs, args.num_epochs))
+    if args.label_smoothing and args.num_classes < 2:
+        raise UsageError('--label-smoothing needs at least 2 classes')
 
 
 def _check_resume_meta(args, meta, image_shape):
@@ -207,19 +224,26 @@ def _load_resume_point(args, prefix, plan, data_shape):
 
 def _check_free_space(args, prefix, symbol, data_shape):
     """Refuse to start when not even one checkpoint (weights, optimizer state of about the
-    same size, and the best copy) fits beside ``prefix``."""
+    same size, the best copy, and the average of the weights) fits beside ``prefix``."""
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
     shapes = [s for n, s in zip(symbol.list_arguments(), arg_shapes)
               if n not in ('data', 'softmax_label')] + aux_shapes
-    needed = 3 * sum(int(np.prod(s)) for s in shapes) * np.dtype(args.dtype).itemsize
+    copies = 4 if args.model_ema else 3
+    needed = copies * sum(int(np.prod(s)) for s in shapes) * np.dtype(args.dtype).itemsize
     free = ckpt.free_bytes(prefix)
     if args.overwrite:
-        free += sum(os.path.getsize(p) for p in ckpt.run_files(prefix))
+        free += sum(os.path.getsize(p) for p in _old_run_files(prefix))
     if free < needed:
         raise UsageError('the folder of %s has %.1f MB free, but a checkpoint of this network '
-                         'needs about %.0f MB (weights, optimizer state, best copy); free some '
-                         'space or choose another --model-prefix'
-                         % (prefix, free / 1e6, needed / 1e6))
+                         'needs about %.0f MB (weights, optimizer state, best copy%s); free '
+                         'some space or choose another --model-prefix'
+                         % (prefix, free / 1e6, needed / 1e6,
+                            ', average' if args.model_ema else ''))
+
+
+def _old_run_files(prefix):
+    """Every file of the run at ``prefix``, averages of the weights included."""
+    return ckpt.run_files(prefix) + ema_files(prefix)
 
 
 def prepare(args, plan, kv, prefix, writes, check=lambda: None):
@@ -230,9 +254,11 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
     symbol, image_shape, class_names = plan.symbol, plan.image_shape, plan.class_names
     data_shape = (args.batch_size,) + tuple(image_shape)
 
-    arg_params, aux_params, meta, rows = None, None, {}, []
+    arg_params, aux_params, meta, rows, ema_params = None, None, {}, [], None
     if args.load_epoch is not None:
         meta, rows, arg_params, aux_params = _load_resume_point(args, prefix, plan, data_shape)
+        if args.model_ema and rank == 0:
+            ema_params = load_ema(prefix, args.load_epoch, meta, symbol, data_shape)
     elif args.pretrained:
         arg_params, aux_params = symbols.load_weights(args.pretrained, args.network)
         arg_params = finetune.without_head(arg_params)
@@ -242,6 +268,7 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
         fixed = finetune.feature_params(symbol)
     elif args.pretrained and args.features_lr_mult != 1.0:
         finetune.set_lr_mult(symbol, finetune.feature_params(symbol), args.features_lr_mult)
+    train_symbol = mixing.soft_label_head(symbol) if mixing.mixes(args) else symbol
     if writes:
         _check_free_space(args, prefix, symbol, data_shape)
     check()
@@ -268,23 +295,26 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
                                  step_epochs=plan.step_epochs, factor=args.lr_factor,
                                  warmup_epochs=args.warmup_epochs)
     if writes and args.overwrite:
-        old = ckpt.run_files(prefix)
+        old = _old_run_files(prefix)
         ckpt.remove_files(old)
         if old:
             LOG.info('--overwrite: removed the %d files of the earlier run at %s', len(old),
                      prefix)
     return Run(
         args=args, contexts=plan.contexts, kv=kv, rank=rank, num_workers=num_workers,
-        symbol=symbol, image_shape=image_shape, prefix=prefix, writes=writes,
+        symbol=symbol, train_symbol=train_symbol, image_shape=image_shape, prefix=prefix,
+        writes=writes,
         class_names=class_names, train_iter=train_iter, make_train_iter=make_train_iter,
         val_iter=val_iter, epoch_updates=epoch_updates, scheduler=scheduler,
-        arg_params=arg_params, aux_params=aux_params, meta=meta, rows=rows, fixed_params=fixed)
+        arg_params=arg_params, aux_params=aux_params, ema_params=ema_params, meta=meta,
+        rows=rows, fixed_params=fixed)
 
 
 def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
     """``(make_train_iter(epoch), val_iter)``. The training iterator is made afresh each
     epoch, seeded by ``--seed`` and the epoch number, so a resumed run sees the same order
-    and augmentation in epoch k as an uninterrupted one."""
+    and augmentation in epoch k as an uninterrupted one (mixing and erasing too: their draws
+    are seeded by --seed, the epoch and the batch)."""
     if args.benchmark:
         batches = (updates_per_epoch(args.num_examples, args.batch_size) if args.num_examples
                    else BENCHMARK_BATCHES)
@@ -293,7 +323,7 @@ def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
             data = iterators.SyntheticIter(args.batch_size, image_shape, args.num_classes,
                                            batches, seed=args.seed + epoch)
             data.batches_per_epoch = batches
-            return data
+            return mixing.train_batches(args, data, epoch, rank)
         return synthetic, None
     kwargs = iterators.data_iter_kwargs(args)
     kwargs.update(num_parts=num_workers, part_index=rank)
@@ -306,8 +336,9 @@ def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
                                      **{k: v for k, v in kwargs.items() if k in shared})
 
     def records(epoch):
-        return iterators.get_train_iter(data_train, args.batch_size, image_shape,
+        data = iterators.get_train_iter(data_train, args.batch_size, image_shape,
                                         seed=args.seed + epoch, **kwargs)
+        return mixing.train_batches(args, data, epoch, rank)
     return records, val
 
 
@@ -340,7 +371,8 @@ def build_module(run, begin_num_update):
     args = run.args
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    module = mx.mod.Module(run.symbol, context=run.contexts, fixed_param_names=run.fixed_params)
+    module = mx.mod.Module(run.train_symbol, context=run.contexts,
+                           fixed_param_names=run.fixed_params)
     module.bind(data_shapes=run.train_iter.provide_data,
                 label_shapes=run.train_iter.provide_label)
     module.init_params(create_initializer(args.initializer), arg_params=run.arg_params,
@@ -377,18 +409,32 @@ def _restore_optimizer_states(run, module):
 
 def evaluate(module, data, top_k, check=lambda: None):
     """Top-1/top-k accuracy and loss over the real rows of ``data`` (padding excluded);
-    ``check()`` runs before every batch (it may raise to abort)."""
+    ``check()`` runs before every batch (it may raise to abort). The labels go to the
+    metrics only, not into the graph, whose label input may be a soft-label head's."""
     metrics = TopKMetrics(top_k)
     data.reset()
     for batch in data:
         check()
-        module.forward(batch, is_train=False)
+        module.forward(mx.io.DataBatch(batch.data, pad=batch.pad), is_train=False)
         metrics.update(module.get_outputs()[0].asnumpy(), batch.label[0].asnumpy(), batch.pad)
     return metrics.result()
 
 
-def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
-    """One pass over ``data`` (or up to a stop request). Returns (batches, images, seconds)."""
+def _validate(run, module, ema, check):
+    """``(val, val_ema)``: the scores of the raw weights and of their average (None when
+    the run has no validation data, or keeps no average)."""
+    if not run.val_iter:
+        return None, None
+    top_k = run.args.top_k
+    val = evaluate(module, run.val_iter, top_k, check)
+    val_ema = (evaluate(ema.module_for(run.symbol, run.contexts, run.val_iter), run.val_iter,
+                        top_k, check) if ema else None)
+    return val, val_ema
+
+
+def train_epoch(run, module, data, epoch, stop, speedometer, metrics, ema=None, num_update=0):
+    """One pass over ``data`` (or up to a stop request), folding every update into ``ema``
+    (``num_update``: the updates before the pass). Returns (batches, images, seconds)."""
     args, per_batch = run.args, run.args.batch_size
     metrics.reset()
     speedometer.start_epoch()
@@ -400,6 +446,8 @@ def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
             loss = train_step(module, batch, metrics, run.monitor)
             stop.check()
             check_finite(loss, epoch, nbatch)
+            if ema is not None:
+                ema.update(num_update + nbatch)
             images += per_batch - batch.pad
             bar.update(per_batch)
             speedometer(epoch, nbatch, metrics)
@@ -408,20 +456,23 @@ def train_epoch(run, module, data, epoch, stop, speedometer, metrics):
     return nbatch, images, time.time() - tic
 
 
-def _log_epoch(epoch, metrics, val, seconds, images, lr, top_k):
+def _log_epoch(epoch, metrics, val, val_ema, seconds, images, lr, top_k):
     LOG.info('Epoch[%d] Train-%s\tTime cost=%.1f s\tSpeed=%.1f images/s\tlr=%g', epoch,
                  metrics.describe(), seconds, images / max(seconds, 1e-9), lr)
-    if val is not None:
-        LOG.info('Epoch[%d] Validation-top1=%.4f%s\tcross-entropy=%.4f', epoch, val['top1'],
-                     '\ttop%d=%.4f' % (top_k, val['topk']) if top_k else '', val['loss'])
+    for name, scores in (('Validation', val), ('Validation-EMA', val_ema)):
+        if scores is not None:
+            LOG.info('Epoch[%d] %s-top1=%.4f%s\tcross-entropy=%.4f', epoch, name,
+                     scores['top1'], '\ttop%d=%.4f' % (top_k, scores['topk']) if top_k else '',
+                     scores['loss'])
 
 
 def _log_done(run, recorder, result):
     if result.stopped_by or run.rank != 0:
         return
     last, meta = (recorder.rows[-1] if recorder.rows else {}), recorder.meta
-    scores = ('; final val top-1 %s, best %.4f (epoch %d)'
-              % (last.get('val_top1'), meta['best_val_top1'], meta['best_epoch'])
+    scores = ('; final val top-1 %s, best %.4f (epoch %d%s)'
+              % (last.get('val_top1'), meta['best_val_top1'], meta['best_epoch'],
+                 ', average of the weights' if meta['best_weights'] == 'ema' else '')
               if meta['best_epoch'] else '')
     LOG.info('done: %d epochs in %.0f s%s; files: %s-*', result.epoch,
                  recorder.wall_seconds, scores, run.prefix)
@@ -441,18 +492,22 @@ def train(run, stop):
     start_epoch = args.load_epoch or 0
     num_update = _begin_num_update(run)
     module = build_module(run, num_update)
+    # Only rank 0 validates and saves: the other workers keep no average.
+    ema = (ModelEMA(module, args.model_ema, run.ema_params)
+           if args.model_ema and run.rank == 0 else None)
     stop.check()
     recorder = Recorder(run, start_epoch)
     speedometer = Speedometer(args.batch_size, args.disp_batches)
-    metrics = TopKMetrics(args.top_k)
+    metrics = mixing.train_metrics(args)
     batch = ('%d per worker x %d workers = %d' % (args.batch_size, run.num_workers,
                                                    args.batch_size * run.num_workers)
              if run.num_workers > 1 else str(args.batch_size))
     LOG.info('training %s on %s, batch %s, %d updates per epoch; checkpoints: %s-*',
                  args.network, ','.join(str(c) for c in run.contexts), batch,
                  run.epoch_updates, run.prefix)
+    LOG.info('%s', recorder.meta['train_metrics'])
     result = SimpleNamespace(prefix=run.prefix, epoch=start_epoch, stopped_by=None,
-                             module=module, rows=recorder.rows, meta=recorder.meta)
+                             module=module, ema=ema, rows=recorder.rows, meta=recorder.meta)
     stop.check()
     stop.can_save = True
     epoch = start_epoch
@@ -460,27 +515,26 @@ def train(run, stop):
         for epoch in range(start_epoch + 1, args.num_epochs + 1):
             data = run.train_iter if epoch == 1 else run.make_train_iter(epoch)
             nbatch, images, seconds = train_epoch(run, module, data, epoch, stop,
-                                                  speedometer, metrics)
+                                                  speedometer, metrics, ema, num_update)
             num_update += nbatch
             lr = run.scheduler(max(num_update, 1))
             wall = recorder.wall_seconds + seconds
             if stop.requested and nbatch < data.batches_per_epoch:
                 row = row_of(epoch, metrics.result(), None, lr, images, seconds, wall)
                 saved = recorder.save(module, epoch, row, num_update, nbatch, partial=True,
-                                      check=stop.check)
+                                      check=stop.check, ema=ema)
                 result.stopped_by, result.epoch = signal.Signals(stop.signum).name, epoch
                 LOG.warning('stopped in epoch %d after %d of %d batches; %s', epoch,
                                 nbatch, data.batches_per_epoch,
                                 _saved(run, recorder, epoch, saved, ' (partial epoch)'))
                 break
-            val = (evaluate(module, run.val_iter, args.top_k, stop.check) if run.val_iter
-                   else None)
+            val, val_ema = _validate(run, module, ema, stop.check)
             if val is not None:
                 check_finite(val['loss'], epoch)
-            _log_epoch(epoch, metrics, val, seconds, images, lr, args.top_k)
-            row = row_of(epoch, metrics.result(), val, lr, images, seconds, wall)
+            _log_epoch(epoch, metrics, val, val_ema, seconds, images, lr, args.top_k)
+            row = row_of(epoch, metrics.result(), val, lr, images, seconds, wall, val_ema)
             saved = recorder.save(module, epoch, row, num_update, nbatch, partial=False,
-                                  check=stop.check)
+                                  check=stop.check, ema=ema)
             result.epoch = epoch
             if stop.requested:
                 result.stopped_by = signal.Signals(stop.signum).name

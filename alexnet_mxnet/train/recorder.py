@@ -15,9 +15,13 @@ from alexnet_mxnet.base.cli import describe_os_error
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.base.files import atomic_write, write_csv
 from alexnet_mxnet.train.callbacks import LOG
+from alexnet_mxnet.train.ema import ema_params_path, mark_best_ema, remove_ema_epochs
+from alexnet_mxnet.train.mixing import what_train_metrics_measure
 
+# val_ema_*: the average of the weights (--model-ema) on the same validation images.
 CSV_FIELDS = ('epoch', 'train_top1', 'train_topk', 'train_loss', 'val_top1', 'val_topk',
-              'val_loss', 'lr', 'images_per_sec', 'epoch_seconds', 'wall_seconds')
+              'val_loss', 'val_ema_top1', 'val_ema_topk', 'val_ema_loss', 'lr',
+              'images_per_sec', 'epoch_seconds', 'wall_seconds')
 
 
 def state_copies(run, module):
@@ -92,11 +96,13 @@ def plot_curves(path, rows, top_k=5):
 
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (('train_top1', 'train top-1'), ('val_top1', 'val top-1'),
+                       ('val_ema_top1', 'val top-1, weights averaged'),
                        ('train_topk', 'train top-%d' % top_k), ('val_topk', 'val top-%d' % top_k)):
         xs, ys = series(key)
         if xs:
             acc_ax.plot(xs, ys, marker='o', label=label)
-    for key, label in (('train_loss', 'train'), ('val_loss', 'val')):
+    for key, label in (('train_loss', 'train'), ('val_loss', 'val'),
+                       ('val_ema_loss', 'val, weights averaged')):
         xs, ys = series(key)
         if xs:
             loss_ax.plot(xs, ys, marker='o', label=label)
@@ -130,9 +136,11 @@ class Recorder(object):
             image_shape=list(run.image_shape), mean_rgb=list(args.rgb_mean),
             std_rgb=list(args.rgb_std) if args.rgb_std else None,
             class_names=run.class_names, dtype=args.dtype, optimizer=args.optimizer.lower(),
-            epoch=start_epoch, best_epoch=None, best_val_top1=None, checkpoints=checkpoints,
+            epoch=start_epoch, best_epoch=None, best_val_top1=None, best_weights=None,
+            checkpoints=checkpoints,
             batch_size=args.batch_size, pretrained=args.pretrained or run.meta.get('pretrained'),
-            config=config_of(args), versions=versions())
+            train_metrics=what_train_metrics_measure(args), config=config_of(args),
+            versions=versions())
         self.meta.update(_best_of(self.rows))
         if run.writes and start_epoch:
             self._restore_best(start_epoch)
@@ -148,8 +156,9 @@ class Recorder(object):
         later epoch of the run being continued, or a save cut short before its sidecar
         entry, may have replaced it."""
         prefix, best = self.run.prefix, self.meta['best_epoch']
-        if best is not None and os.path.isfile(ckpt.params_path(prefix, best)):
-            ckpt.mark_best(prefix, best)
+        if best is not None and os.path.isfile(_best_source(prefix, best,
+                                                            self.meta['best_weights'])):
+            _mark_best(prefix, best, self.meta['best_weights'])
             return
         stale = ckpt.best_params_path(prefix)
         if os.path.exists(stale):
@@ -175,10 +184,12 @@ class Recorder(object):
         return ('checkpoint %d is complete: resume with --model-prefix %s --load-epoch %d'
                 % (latest, self.run.prefix, latest))
 
-    def save(self, module, epoch, row, num_update, batches, partial, check=lambda: None):
-        """Record checkpoint ``epoch`` (``check()`` between files may raise to abort);
-        returns whether this process wrote it. A file-system failure is one line saying
-        which checkpoint is still complete."""
+    def save(self, module, epoch, row, num_update, batches, partial, check=lambda: None,
+             ema=None):
+        """Record checkpoint ``epoch`` (``check()`` between files may raise to abort), with
+        the average of the weights ``ema`` (a ``ModelEMA``) when the run keeps one; returns
+        whether this process wrote it. A file-system failure is one line saying which
+        checkpoint is still complete."""
         run = self.run
         if not run.writes:
             return False
@@ -186,6 +197,9 @@ class Recorder(object):
             arg_params, aux_params = module.get_params()
             ckpt.save_checkpoint(run.prefix, epoch, run.symbol, arg_params, aux_params)
             check()
+            if ema is not None:
+                ema.save(ema_params_path(run.prefix, epoch))
+                check()
             if can_save_states(run):
                 ckpt.save_optimizer_states(module, run.prefix, epoch)
                 check()
@@ -197,8 +211,11 @@ class Recorder(object):
             meta['checkpoints'][str(epoch)] = dict(
                 num_update=num_update, batches=batches, partial=partial,
                 state_copies=state_copies(run, module))
+            if ema is not None:
+                meta['checkpoints'][str(epoch)]['ema'] = os.path.basename(
+                    ema_params_path(run.prefix, epoch))
             if meta['best_epoch'] == epoch:
-                ckpt.mark_best(run.prefix, epoch)
+                _mark_best(run.prefix, epoch, meta['best_weights'])
                 check()
             pruned = ckpt.epochs_to_prune(run.prefix, epoch, run.args.keep_checkpoints,
                                           spare=_restore_point(rows, epoch, run.args))
@@ -210,17 +227,38 @@ class Recorder(object):
                 epoch, describe_os_error(err), self.resume_hint())) from None
         self.rows, self.meta = rows, meta
         ckpt.remove_epochs(run.prefix, pruned)
+        remove_ema_epochs(run.prefix, pruned)
         plot_curves(curves_path(run.prefix), rows, run.args.top_k)
         return True
 
 
 def _best_of(rows):
-    """``best_epoch``/``best_val_top1`` of the validated rows (the earliest on a tie)."""
-    scored = [r for r in rows if r.get('val_top1') not in (None, '')]
+    """``best_epoch``/``best_val_top1`` of the validated rows (the earliest on a tie), and
+    ``best_weights``: ``'ema'`` when that epoch's average of the weights validated better
+    than its raw weights, else ``'raw'``."""
+    scored = [(_score(r, 'val_top1'), _score(r, 'val_ema_top1'), int(r['epoch'])) for r in rows
+              if r.get('val_top1') not in (None, '')]
     if not scored:
-        return dict(best_epoch=None, best_val_top1=None)
-    best = max(scored, key=lambda r: (float(r['val_top1']), -int(r['epoch'])))
-    return dict(best_epoch=int(best['epoch']), best_val_top1=float(best['val_top1']))
+        return dict(best_epoch=None, best_val_top1=None, best_weights=None)
+    raw, ema, epoch = max(scored, key=lambda s: (max(s[0], s[1]), -s[2]))
+    return dict(best_epoch=epoch, best_val_top1=max(raw, ema),
+                best_weights='ema' if ema > raw else 'raw')
+
+
+def _score(row, key):
+    return float(row[key]) if row.get(key) not in (None, '') else -1.0
+
+
+def _best_source(prefix, epoch, weights):
+    return ema_params_path(prefix, epoch) if weights == 'ema' else ckpt.params_path(prefix, epoch)
+
+
+def _mark_best(prefix, epoch, weights):
+    """``P-best.params``: the weights of ``epoch`` that validated best, raw or averaged."""
+    if weights == 'ema':
+        mark_best_ema(prefix, epoch)
+    else:
+        ckpt.mark_best(prefix, epoch)
 
 
 def _restore_point(rows, epoch, args):
@@ -230,14 +268,16 @@ def _restore_point(rows, epoch, args):
     return _best_of([r for r in rows if int(r['epoch']) <= oldest])['best_epoch']
 
 
-def row_of(epoch, train, val, lr, images, seconds, wall):
+def row_of(epoch, train, val, lr, images, seconds, wall, val_ema=None):
     row = dict(epoch=epoch, train_top1=round(train['top1'], 5), train_loss=round(train['loss'], 5),
                lr=lr, images_per_sec=round(images / max(seconds, 1e-9), 2),
                epoch_seconds=round(seconds, 2), wall_seconds=round(wall, 2))
     if train['topk'] is not None:
         row['train_topk'] = round(train['topk'], 5)
-    if val:
-        row.update(val_top1=round(val['top1'], 5), val_loss=round(val['loss'], 5))
-        if val['topk'] is not None:
-            row['val_topk'] = round(val['topk'], 5)
+    for prefix, scores in (('val_', val), ('val_ema_', val_ema)):
+        if scores:
+            row.update({prefix + 'top1': round(scores['top1'], 5),
+                        prefix + 'loss': round(scores['loss'], 5)})
+            if scores['topk'] is not None:
+                row[prefix + 'topk'] = round(scores['topk'], 5)
     return row
