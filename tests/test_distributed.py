@@ -5,8 +5,10 @@ the workers end with identical weights equal to a single-process run with the sa
 batch and data order, their shards are disjoint and cover the data, and killing a worker
 ends the whole job with a clear error in bounded time, leaving no process behind.
 """
+import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from tests.cluster import Launched
 from tests.conftest import REPO
 from tests.dist_worker import digests, shard_iter, tiny_net
 from tests.fit_helpers import TAG, tagged_processes
@@ -188,8 +191,9 @@ def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(ph
     # 1. one epoch on 2 workers: 32 images / (2 workers x batch 4) = 4 updates per epoch;
     # every worker logs with its kvstore rank; rank 0 scores the whole validation set
     tag = uuid.uuid4().hex
+    same = ['--data-val', photos_rec, '--lr-step-epochs', '2']   # the run's flags, and a restart's
     job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
-        photos_rec, prefix, '--num-epochs', '1', '--data-val', photos_rec), tag)
+        photos_rec, prefix, '--num-epochs', '1', *same), tag)
     out, err = job.communicate(timeout=200)
     assert job.returncode == 0, out + err
     lines = out.splitlines()
@@ -206,37 +210,45 @@ def test_train_imagenet_dist_sync_trains_resumes_and_survives_a_killed_worker(ph
     sym, first, _ = mx.model.load_checkpoint(prefix, 1)
     assert 'fc3_weight' in first and sym.list_outputs() == ['softmax_output']
 
-    # 2. resume for two more epochs, kill a worker once epoch 2 is under way
-    tag = uuid.uuid4().hex
-    log = tmp_path / 'resumed.log'
-    with open(str(log), 'w') as handle:
-        job = launch(['-n', '2', '-s', '1', '--grace', '3', '--timeout', '180'] + train_args(
-            photos_rec, prefix, '--num-epochs', '3', '--load-epoch', '1'), tag, stdout=handle)
-        deadline = time.monotonic() + 120
-        while 'Epoch[2] Batch' not in log.read_text() and time.monotonic() < deadline:
-            assert job.poll() is None, log.read_text()
-            time.sleep(0.2)
-        os.kill(worker_pids(tag)[0], signal.SIGKILL)
-        killed = time.monotonic()
-        _, err = job.communicate(timeout=60)
-    assert job.returncode == 128 + signal.SIGKILL, err
-    assert 'was killed by SIGKILL; stopping the job' in err
-    assert time.monotonic() - killed < 3 + 8
-    assert not tagged_processes(tag)
+    # 2. the same command for two more epochs, resuming by itself (--load-epoch auto) under
+    # --max-restarts 1; a worker killed once epoch 2 is under way ends that run within 5 s, the
+    # launcher starts the job again, and it continues from the newest checkpoint to epoch 3
+    job = Launched(['-n', '2', '-s', '1', '--grace', '2', '--timeout', '240', '--max-restarts',
+                    '1'] + train_args(photos_rec, prefix, '--num-epochs', '3', '--load-epoch',
+                                      'auto', *same))
+    deadline = time.monotonic() + 120
+    while 'Epoch[2] Batch' not in job.output:
+        assert job.proc.poll() is None and time.monotonic() < deadline, job.output
+        time.sleep(0.1)
+    os.kill(worker_pids(job.tag)[0], signal.SIGKILL)
+    killed = time.monotonic()
+    status, output, _ = job.finish(timeout=240)
+    assert status == 0, output
+    launcher = [(when, line) for when, line in job.lines if line.startswith('launch: ')]
+    cause = re.fullmatch(r'launch: error: (worker [01] was killed by SIGKILL); stopping the job',
+                         launcher[0][1])
+    assert cause, output
+    assert launcher[1][1] == 'launch: restart 1 of 1 after: ' + cause.group(1)
+    assert launcher[1][0] - killed < 5
+    assert not [line for _, line in launcher[2:] if 'error' in line], output
+    restarted = output[output.index(launcher[1][1]):]
+    resumed = re.findall(r'--load-epoch auto: resuming %s from epoch (\d+)' % re.escape(prefix),
+                         restarted)
+    assert len(resumed) == 2 and resumed[0] == resumed[1], output   # both workers
+    start = int(resumed[0])
+    assert not tagged_processes(job.tag)
 
-    # 3. what was checkpointed is intact and resumes
+    # 3. epoch 1 is intact; epochs, metrics and lr schedule run on across the restart
     _, again, _ = mx.model.load_checkpoint(prefix, 1)
     for name, value in first.items():
         np.testing.assert_array_equal(value.asnumpy(), again[name].asnumpy())
-    tag = uuid.uuid4().hex
-    job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
-        photos_rec, prefix, '--num-epochs', '2', '--load-epoch', '1'), tag)
-    out, err = job.communicate(timeout=200)
-    assert job.returncode == 0, out + err
-    _, second, _ = mx.model.load_checkpoint(prefix, 2)
-    assert not np.allclose(second['fc3_weight'].asnumpy(), first['fc3_weight'].asnumpy())
     with open(prefix + '-metrics.csv') as handle:
-        assert [row.split(',')[0] for row in handle.read().splitlines()[1:]] == ['1', '2']
+        rows = list(csv.DictReader(handle))
+    assert [row['epoch'] for row in rows] == ['1', '2', '3']
+    assert [float(row['lr']) for row in rows] == pytest.approx([1e-3, 1e-3, 1e-4])
+    meta = json.load(open(prefix + '-meta.json'))
+    updates = {int(e): c['num_update'] for e, c in meta['checkpoints'].items()}
+    assert meta['epoch'] == 3 and updates[3] == updates[start] + 4 * (3 - start)
 
 
 @pytest.mark.slow
