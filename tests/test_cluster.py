@@ -103,3 +103,83 @@ def test_a_killed_worker_ends_the_job_within_5_s(launcher, photos_rec,  # noqa: 
     while tagged_processes(job.tag) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not tagged_processes(job.tag)
+
+
+def launch_py_of(job):
+    """The PID of launch.py itself (under salloc, its child)."""
+    for pid in tagged_processes(job.tag):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                argv = handle.read().split(b'\0')
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[1].endswith(b'launch.py'):
+            return pid
+    raise AssertionError('launch.py not found:\n' + job.output)
+
+
+def signal_recorder(folder):
+    """A worker that records every SIGTERM it gets (in ``signals-PID``), then exits 143 a
+    second after the first; ``signals-PID`` appears empty when it is ready."""
+    worker = folder / 'worker.py'
+    worker.write_text('import os, signal, sys, time\n'
+                      'record = os.path.join(os.path.dirname(__file__), "signals-%d" % os.getpid())\n'
+                      'def stopped(*_):\n'
+                      '    open(record, "a").write("TERM\\n")\n'
+                      '    time.sleep(1)       # time for a second signal to arrive\n'
+                      '    sys.exit(143)\n'
+                      'signal.signal(signal.SIGTERM, stopped)\n'
+                      'open(record, "w").close()\n'
+                      'time.sleep(600)\n')
+    return ['-n', '2', '-s', '1', '--timeout', '120', PY, str(worker)]
+
+
+def wait_ready(job, folder):
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob('signals-*'))) < 2:
+        assert job.proc.poll() is None and time.monotonic() < deadline, job.output
+        time.sleep(0.1)
+
+
+def ends_after_one_sigterm_each(job, folder):
+    """The job ends with status 143, every worker having had SIGTERM once; returns the output."""
+    status, output, _ = job.finish(timeout=60)
+    assert status == 128 + signal.SIGTERM, output
+    assert [p.read_text() for p in folder.glob('signals-*')] == ['TERM\n', 'TERM\n'], output
+    deadline = time.monotonic() + 5
+    while tagged_processes(job.tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not tagged_processes(job.tag)
+    return output
+
+
+@pytest.mark.slow
+def test_stopping_launch_py_gives_every_role_one_sigterm(launcher, tmp_path):
+    """Ctrl-C or SIGTERM to launch.py: each role gets SIGTERM once (a trainer saves its epoch;
+    a second signal would end it at once) and the job ends, with nothing left."""
+    job = launcher(signal_recorder(tmp_path), grace=5)
+    wait_ready(job, tmp_path)
+    os.kill(launch_py_of(job), signal.SIGTERM)
+    output = ends_after_one_sigterm_each(job, tmp_path)
+    assert 'launch: error: launcher received SIGTERM; stopping the job' in output
+
+
+@pytest.mark.slow
+def test_a_job_that_slurm_stops_gets_one_sigterm_and_no_restart(slurm_cluster, tmp_path):
+    """scancel --signal=TERM (what the time limit sends): one SIGTERM to every role, then the
+    job ends, reported as stopped; --max-restarts does not start it again."""
+    job = Launched(['--launcher', 'slurm', '--interface', 'lo', '--max-restarts', '1']
+                   + signal_recorder(tmp_path), wrapper=['salloc', '--quiet', '-n', '4'],
+                   env=slurm_cluster.env)
+    wait_ready(job, tmp_path)
+    allocation = subprocess.run(['squeue', '-h', '-o', '%i'], env=slurm_cluster.env,
+                                capture_output=True, text=True, timeout=30).stdout.split()
+    assert len(allocation) == 1
+    subprocess.run(['scancel', '--signal=TERM', allocation[0]], env=slurm_cluster.env,
+                   check=True, timeout=30)
+    output = ends_after_one_sigterm_each(job, tmp_path)
+    errors = [line for line in output.splitlines() if line.startswith('launch: ')]
+    assert len(errors) == 2 and re.fullmatch(
+        r'launch: error: (scheduler|server 0|worker [01]) (was killed by SIGTERM|exited with '
+        r'code 143) after a stop signal from srun; stopping the job', errors[0]), output
+    assert errors[1] == 'launch: not restarting: the job was stopped'

@@ -318,6 +318,25 @@ def test_a_misplaced_task_is_a_one_line_error(args, rank_env, message):
     assert done.stderr.count('\n') == 1 and message in done.stderr, done.stderr
 
 
+def test_a_stopped_task_ends_cleanly_and_reports_what_its_role_did():
+    """Told to stop, a task exits 0 (so srun --kill-on-bad-exit does not signal the others a
+    second time); its report has the role's status."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'OMPI_', 'PMI'))}
+    env['SLURM_PROCID'] = '2'
+    wrapper = subprocess.Popen(
+        [PY, '-m', 'alexnet_mxnet.tools.task', '--launcher', 'slurm', '--workers', '1',
+         '--servers', '1', '--root-uri', '127.0.0.1', '--port', '9100', '--', PY, '-c',
+         'print("ready", flush=True); import time; time.sleep(600)'], env=env,
+        stdout=subprocess.PIPE)
+    assert wrapper.stdout.readline().startswith(TASK_REPORT)
+    assert wrapper.stdout.readline() == b'[worker 0] ready\n'
+    os.killpg(wrapper.pid, signal.SIGTERM)
+    out, _ = wrapper.communicate(timeout=30)
+    assert wrapper.returncode == 0
+    assert reports(out)[-1] == {'event': 'exit', 'role': 'worker', 'index': 0,
+                                'returncode': -signal.SIGTERM, 'stopped': True}
+
+
 def test_a_stopped_task_gives_its_role_the_grace_period_then_kills_its_group(tmp_path):
     """Slurm and Open MPI signal every process of a task; the wrapper forwards nothing (the role
     gets one SIGTERM, and may save), waits --grace for it, then kills its process group."""

@@ -295,6 +295,11 @@ class Job:
             if child.manager and child.ended():
                 code = child.popen.returncode
                 unfinished = [r.label for r in child.roles if r.role == 'worker' and r.code != 0]
+                stopped = [r for r in child.roles if r.stopped and r.code]
+                if stopped:       # e.g. scancel, or the time limit: not a failure to retry
+                    return JobFailed('%s %s after a stop signal from %s' % (
+                        stopped[0].label, describe_exit(stopped[0].code), child.label),
+                        exit_status(stopped[0].code), retry=False)
                 if code:
                     return JobFailed('%s %s' % (child.label, describe_exit(code)),
                                      exit_status(code))
@@ -514,7 +519,10 @@ def run_task(proc, *, grace=5.0, out=None, stop_command=None):
                  lambda: stopping and time.monotonic() - stopping[0] > grace)
         report('exit', returncode=popen.returncode, stopped=bool(stopping))
         watchdog.close()
-    return exit_status(popen.returncode)
+    # Told to stop, the task ends cleanly whatever its role did (the report says that): a
+    # failed task would make srun --kill-on-bad-exit signal every other task again, and a
+    # second signal ends a trainer before it has saved.
+    return 0 if stopping else exit_status(popen.returncode)
 
 
 def _forward(popen, prefix, out, overdue):
