@@ -166,6 +166,11 @@ class _Role:
         self.stopped = False
 
 
+def proc_label(proc):
+    """``worker 1``, or the resource manager's launcher: ``srun``, ``mpirun``."""
+    return role_label(proc.role, proc.index) if proc.tasks is None else proc.role
+
+
 class _Child:
     """A process this supervisor started: one role, or (``proc.tasks`` set) a resource
     manager's launcher running the roles ``proc.tasks`` as tasks that report on themselves."""
@@ -174,7 +179,7 @@ class _Child:
         self.proc = proc
         self.popen = popen
         self.manager = proc.tasks is not None
-        self.label = proc.role if self.manager else role_label(proc.role, proc.index)
+        self.label = proc_label(proc)
         self.prefix = b'[' + self.label.encode() + b'] '
         self.roles = ([_Role(role, index) for role, index in proc.tasks] if self.manager
                       else [_Role(proc.role, proc.index)])
@@ -190,21 +195,25 @@ class _Child:
         """The lines to forward; task reports go to ``job`` instead."""
         forwarded = []
         for line in lines:
-            if self.manager and line.startswith(TASK_REPORT):
-                self._report(json.loads(line[len(TASK_REPORT):]), job)
-            elif self.manager and _ROLE_PREFIX.match(line):
-                forwarded.append(line)
-            else:
-                forwarded.append(self.prefix + line)
+            if self.manager and line.startswith(TASK_REPORT) and self._report(line, job):
+                continue
+            forwarded.append(line if self.manager and _ROLE_PREFIX.match(line)
+                             else self.prefix + line)
         return forwarded
 
-    def _report(self, report, job):
-        role = next(r for r in self.roles if r.label == role_label(report['role'],
-                                                                   report['index']))
-        if report['event'] == 'start':
-            self.stop_command = self.stop_command or report.get('stop')
-        else:
-            job.role_ended(role, report['returncode'], report['stopped'])
+    def _report(self, line, job):
+        """Take in a task report; False if ``line`` is not one about a role of this job."""
+        try:
+            report = json.loads(line[len(TASK_REPORT):])
+            label = role_label(report['role'], report['index'])
+            role = next(r for r in self.roles if r.label == label)
+            if report['event'] == 'start':
+                self.stop_command = self.stop_command or report.get('stop')
+            else:
+                job.role_ended(role, int(report['returncode']), bool(report['stopped']))
+        except (ValueError, TypeError, KeyError, StopIteration):
+            return False
+        return True
 
 
 class Job:
@@ -233,9 +242,8 @@ class Job:
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as err:
-                raise UsageError('cannot start %s: %s: %s' % (
-                    role_label(proc.role, proc.index) if proc.tasks is None else proc.role,
-                    proc.argv[0], err.strerror)) from None
+                raise UsageError('cannot start %s: %s: %s' % (proc_label(proc), proc.argv[0],
+                                                              err.strerror)) from None
             self.watchdog.guard(popen.pid)   # a new session: its group id is its pid
             child = _Child(proc, popen)
             os.set_blocking(popen.stdout.fileno(), False)

@@ -5,6 +5,7 @@ import mxnet as mx
 
 from alexnet_mxnet.base.argtypes import POSITIVE
 from alexnet_mxnet.base.errors import UsageError
+from alexnet_mxnet.train.callbacks import LOG
 
 # What launch.py gives every process of a distributed job: its role and where the scheduler is.
 DIST_ENVIRONMENT = ('DMLC_ROLE', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_WORKER',
@@ -60,6 +61,8 @@ def create_kvstore(kv_type, contexts, gc_type='none', gc_threshold=0.5):
     kv = mx.kv.create(kv_type)
     if compressed:      # before any key is initialised, as MXNet requires
         kv.set_gradient_compression({'type': gc_type, 'threshold': gc_threshold})
+        LOG.info('gradient compression %s, threshold %g: gradients go out as 2 bits a value',
+                 gc_type, gc_threshold)
         if 'dist' in kv_type:
             kv.__class__ = PushThenPull
     return kv
