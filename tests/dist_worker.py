@@ -2,7 +2,8 @@
 
 Trains a small convnet on its kvstore shard of a .rec and writes, into --out:
 ``rank{R}.json`` (the records it saw, per batch, as content digests) and ``rank{R}.params``
-(its final weights). ``--hold`` keeps it training batch after batch so a test can kill it.
+(its final weights). ``--hold`` keeps it training batch after batch so a test can kill it;
+``--gc-type 2bit`` compresses what it pushes, through the trainer's ``create_kvstore``.
 """
 import argparse
 import hashlib
@@ -14,6 +15,7 @@ import time
 import mxnet as mx
 
 import iterators
+from alexnet_mxnet.train.kvstore import create_kvstore
 
 IMAGE_SHAPE = (3, 32, 32)
 
@@ -50,9 +52,11 @@ def main():
     parser.add_argument('--num-classes', type=int, default=2)
     parser.add_argument('--lr', type=float, default=0.1)
     parser.add_argument('--hold', action='store_true', help='train until killed')
+    parser.add_argument('--gc-type', default='none')
+    parser.add_argument('--gc-threshold', type=float, default=0.5)
     args = parser.parse_args()
 
-    kv = mx.kv.create('dist_sync')
+    kv = create_kvstore('dist_sync', [mx.cpu()], args.gc_type, args.gc_threshold)
     print('worker rank %d of %d' % (kv.rank, kv.num_workers), flush=True)
     train = shard_iter(args.rec, args.batch_size, kv.num_workers, kv.rank)
     mod = mx.mod.Module(tiny_net(args.num_classes), context=mx.cpu())

@@ -4,6 +4,7 @@ Supervision is exercised with plain Python children (fast); the real MXNet param
 runs are in tests/test_distributed.py. The ssh launcher is checked by its commands only.
 """
 import io
+import json
 import os
 import shlex
 import signal
@@ -14,8 +15,10 @@ import time
 import pytest
 
 from alexnet_mxnet.base.errors import UsageError
-from alexnet_mxnet.tools.launcher import (SERVER_CODE, Host, Proc, _Child, local_job, parse_env_pairs,
-                             parse_hostfile, run_job, ssh_job)
+from alexnet_mxnet.tools.launch_local import local_job
+from alexnet_mxnet.tools.launch_ssh import Host, parse_hostfile, ssh_job
+from alexnet_mxnet.tools.launcher import TASK_REPORT, LineSplitter, run_job, run_with_restarts
+from alexnet_mxnet.tools.roles import SERVER_CODE, Proc, parse_env_pairs
 from tests.conftest import REPO
 
 PY = sys.executable
@@ -153,7 +156,7 @@ def test_success_forwards_prefixed_output_and_returns_zero():
 
 
 def test_progress_bar_redraws_are_thinned_out():
-    child = _Child(Proc('worker', 0, [], {}, None), None)
+    child = LineSplitter()
     assert child.lines(b'10%\r20%\r30', now=0.0) == [b'10%']
     assert child.lines(b'%\r40%\r', now=1.0) == []
     assert child.lines(b'50%\rlog line\n\n', now=2.5) == [b'50%', b'log line']
@@ -213,7 +216,159 @@ def test_servers_that_outlive_the_workers_are_stopped():
     assert seconds < 6
 
 
-# --- the command line ---------------------------------------------------------------------
+# --- restarts -----------------------------------------------------------------------------
+
+def flaky_job(tmp_path, failures, code=3):
+    """A job whose worker fails (exit ``code``) in its first ``failures`` runs; the number of
+    runs is counted in the file ``runs``."""
+    worker = ('import os, sys\n'
+              'runs = len(open("runs").read()) if os.path.exists("runs") else 0\n'
+              'open("runs", "a").write("x")\n'
+              'print("run", runs + 1, flush=True)\n'
+              'sys.exit(%d if runs < %d else 0)\n' % (code, failures))
+    return lambda: [proc('worker', 0, worker, tmp_path)]
+
+
+def restarted(tmp_path, failures, max_restarts, code=3):
+    out, log = io.BytesIO(), []
+    status = run_with_restarts(flaky_job(tmp_path, failures, code), max_restarts, out=out,
+                               log=log.append, grace=1)
+    return status, len((tmp_path / 'runs').read_text()), log, out.getvalue().decode()
+
+
+def test_a_failed_job_is_restarted_with_its_cause_logged(tmp_path):
+    status, runs, log, out = restarted(tmp_path, failures=1, max_restarts=2)
+    assert (status, runs) == (0, 2)
+    assert log == ['error: worker 0 exited with code 3; stopping the job',
+                   'restart 1 of 2 after: worker 0 exited with code 3']
+    assert '[worker 0] run 2' in out.splitlines()
+
+
+def test_restarts_are_bounded(tmp_path):
+    status, runs, log, _ = restarted(tmp_path, failures=5, max_restarts=2)
+    assert (status, runs) == (3, 3)
+    assert [line for line in log if line.startswith('restart')] == [
+        'restart 1 of 2 after: worker 0 exited with code 3',
+        'restart 2 of 2 after: worker 0 exited with code 3']
+
+
+def test_a_usage_error_is_not_restarted(tmp_path):
+    status, runs, log, _ = restarted(tmp_path, failures=5, max_restarts=2, code=2)
+    assert (status, runs) == (2, 1)
+    assert log[-1] == 'not restarting: a usage error, which a restart would repeat'
+
+
+# --- the task wrapper that srun and mpirun run ---------------------------------------------
+
+def task(args, rank_env, **kwargs):
+    """``python -m alexnet_mxnet.tools.task`` with the rank in ``rank_env``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'OMPI_', 'PMI'))}
+    env.update(rank_env)
+    return subprocess.run([PY, '-m', 'alexnet_mxnet.tools.task', '--root-uri', '10.1.2.3',
+                           '--port', '9100'] + args, cwd=REPO, env=env, capture_output=True,
+                          timeout=60, **kwargs)
+
+
+def reports(stdout):
+    return [json.loads(line[len(TASK_REPORT):]) for line in stdout.splitlines()
+            if line.startswith(TASK_REPORT)]
+
+
+def test_a_task_finds_its_role_from_its_rank_and_reports_how_it_ended():
+    # rank 2 of 1 scheduler + 1 server + 2 workers: worker 0 (srun numbers tasks from 0)
+    code = ('import os, sys; print(" ".join(os.environ[v] for v in ("DMLC_ROLE", '
+            '"DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_WORKER", "DMLC_NUM_SERVER", '
+            '"DMLC_INTERFACE", "DMLC_NODE_HOST", "A", "W"))); print("no newline", end=""); '
+            'sys.exit(5)')
+    done = task(['--launcher', 'slurm', '--workers', '2', '--servers', '1', '--interface', 'lo',
+                 '--env', 'A=1', '--env-worker', 'W=2', '--env-server', 'W=3', '--',
+                 PY, '-c', code], {'SLURM_PROCID': '2', 'SLURM_JOB_ID': '7',
+                                   'SLURM_STEP_ID': '0'})
+    assert done.returncode == 5, done.stderr
+    lines = done.stdout.splitlines()
+    assert b'[worker 0] worker 10.1.2.3 9100 2 1 lo 127.0.0.1 1 2' in lines
+    assert b'[worker 0] no newline' in lines
+    start, end = reports(done.stdout)
+    assert start['event'] == 'start' and (start['role'], start['index']) == ('worker', 0)
+    assert start['stop'] == ['scancel', '--signal=TERM', '7.0']
+    assert end == {'event': 'exit', 'role': 'worker', 'index': 0, 'returncode': 5,
+                   'stopped': False}
+
+
+def test_an_mpmd_task_takes_its_index_from_the_mpi_rank():
+    done = task(['--launcher', 'mpi', '--workers', '3', '--servers', '2', '--role', 'worker',
+                 '--', PY, '-c', 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)'],
+                {'OMPI_COMM_WORLD_RANK': '5'})
+    assert done.returncode == 128 + signal.SIGKILL
+    start, end = reports(done.stdout)
+    assert (end['role'], end['index'], end['returncode']) == ('worker', 2, -signal.SIGKILL)
+    assert start['stop'] is None
+
+
+@pytest.mark.parametrize('args,rank_env,message', [
+    (['--launcher', 'mpi'], {}, 'no task rank: OMPI_COMM_WORLD_RANK or PMI_RANK or PMIX_RANK'),
+    (['--launcher', 'mpi', '--role', 'server'], {'PMI_RANK': '3'},
+     'task rank 3 has no server in a job of 1 scheduler, 1 servers and 2 workers'),
+    (['--launcher', 'slurm'], {'SLURM_PROCID': '4'}, 'task rank 4 has no place'),
+])
+def test_a_misplaced_task_is_a_one_line_error(args, rank_env, message):
+    done = task(args + ['--workers', '2', '--servers', '1', '--', PY, '-c', 'pass'], rank_env,
+                text=True)
+    assert done.returncode == 2
+    assert done.stderr.count('\n') == 1 and message in done.stderr, done.stderr
+
+
+def test_a_stopped_task_ends_cleanly_and_reports_what_its_role_did():
+    """Told to stop, a task exits 0 (so srun --kill-on-bad-exit does not signal the others a
+    second time); its report has the role's status."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'OMPI_', 'PMI'))}
+    env['SLURM_PROCID'] = '2'
+    wrapper = subprocess.Popen(
+        [PY, '-m', 'alexnet_mxnet.tools.task', '--launcher', 'slurm', '--workers', '1',
+         '--servers', '1', '--root-uri', '127.0.0.1', '--port', '9100', '--', PY, '-c',
+         'print("ready", flush=True); import time; time.sleep(600)'], env=env,
+        stdout=subprocess.PIPE)
+    assert wrapper.stdout.readline().startswith(TASK_REPORT)
+    assert wrapper.stdout.readline() == b'[worker 0] ready\n'
+    os.killpg(wrapper.pid, signal.SIGTERM)
+    out, _ = wrapper.communicate(timeout=30)
+    assert wrapper.returncode == 0
+    assert reports(out)[-1] == {'event': 'exit', 'role': 'worker', 'index': 0,
+                                'returncode': -signal.SIGTERM, 'stopped': True}
+
+
+def test_a_stopped_task_gives_its_role_the_grace_period_then_kills_its_group(tmp_path):
+    """Slurm and Open MPI signal every process of a task; the wrapper forwards nothing (the role
+    gets one SIGTERM, and may save), waits --grace for it, then kills its process group."""
+    stubborn = ('import os, signal, subprocess, sys, time\n'
+                'signal.signal(signal.SIGTERM, lambda *a: print("saving", flush=True))\n'
+                'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])\n'
+                'open("pids", "w").write("%d %d" % (os.getpid(), child.pid))\n'
+                'time.sleep(600)\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'OMPI_', 'PMI'))}
+    env['SLURM_PROCID'] = '2'
+    wrapper = subprocess.Popen(
+        [PY, '-m', 'alexnet_mxnet.tools.task', '--launcher', 'slurm', '--workers', '1',
+         '--servers', '1', '--root-uri', '127.0.0.1', '--port', '9100', '--grace', '1', '--',
+         PY, '-c', stubborn], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / 'pids').exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    role, grandchild = map(int, (tmp_path / 'pids').read_text().split())
+    os.killpg(wrapper.pid, signal.SIGTERM)     # the task's group, as the managers signal it
+    stopped = time.monotonic()
+    out, _ = wrapper.communicate(timeout=30)
+    assert 1 <= time.monotonic() - stopped < 5
+    assert wrapper.returncode == -signal.SIGKILL
+    assert out.splitlines().count(b'[worker 0] saving') == 1
+    deadline = time.monotonic() + 5
+    while (alive(role) or alive(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(role) and not alive(grandchild)
+
+
+# --- the command line -----------------------------------------------------------------------
 
 def launch(*args, **kwargs):
     return subprocess.run([PY, os.path.join(REPO, 'launch.py')] + list(args), cwd=REPO,
@@ -229,9 +384,21 @@ def launch(*args, **kwargs):
     (['-n', '2', '-H', 'no-such-hostfile', 'python', 'x.py'], 'hostfile not found'),
     (['-n', '2', '--grace', '-1', 'python', 'x.py'], 'argument --grace: must be a number >= 0'),
     (['-n', '1', 'no-such-program-xyz'], 'cannot start worker 0'),
+    (['-n', '2', '--max-restarts', '-1', 'python', 'x.py'],
+     'argument --max-restarts: must be a whole number >= 0'),
+    (['-n', '2', '--launcher', 'slurm', 'python', 'x.py'], 'runs inside a Slurm allocation'),
+    (['-n', '2', '--launcher', 'slurm', '-H', 'hosts', 'python', 'x.py'],
+     '-H is not used by --launcher slurm'),
+    (['-n', '2', '--interface', 'eth0', '--launcher-args=-x', 'python', 'x.py'],
+     '--interface, --launcher-args are not used by --launcher local'),
+    (['-n', '2', '--launcher', 'mpi', '-H', 'no-such-hostfile', 'python', 'x.py'],
+     'hostfile not found'),
+    (['-n', '2', '--launcher', 'mpi', '--interface', 'no-such-if0', 'python', 'x.py'],
+     "network interface 'no-such-if0' has no IPv4 address here"),
 ])
 def test_cli_usage_errors_are_one_line(args, message):
-    result = launch(*args)
+    outside_slurm = {k: v for k, v in os.environ.items() if not k.startswith('SLURM_')}
+    result = launch(*args, env=outside_slurm)
     assert result.returncode == 2
     assert result.stderr.count('\n') == 1 and message in result.stderr, result.stderr
 

@@ -4,14 +4,24 @@ One machine, 2 workers and 1 server over loopback:
     python launch.py -n 2 -s 1 python train_imagenet.py --kv-store dist_sync ...
 Several machines (the hostfile lists one host per line; the scheduler runs here):
     python launch.py -n 4 -s 2 --launcher ssh -H hosts python train_imagenet.py --kv-store dist_sync ...
+Inside a Slurm allocation (sbatch, salloc), or through Open MPI's mpirun:
+    python launch.py -n 4 -s 4 --launcher slurm --interface ib0 python train_imagenet.py ...
+    python launch.py -n 4 -s 4 --launcher mpi -H hostfile python train_imagenet.py ...
 """
 import argparse
 import sys
 
-from alexnet_mxnet.base.argtypes import NON_NEGATIVE, POSITIVE_INT, bounded
+from alexnet_mxnet.base.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, bounded
 from alexnet_mxnet.base.cli import OneLineErrorParser
-from alexnet_mxnet.tools.launcher import local_job, parse_env_pairs, parse_hostfile, run_job, ssh_job
 from alexnet_mxnet.base.errors import UsageError
+from alexnet_mxnet.tools.launch_local import local_job
+from alexnet_mxnet.tools.launch_ssh import parse_hostfile, ssh_job
+from alexnet_mxnet.tools.launcher import run_with_restarts
+from alexnet_mxnet.tools.mpi import mpi_job
+from alexnet_mxnet.tools.roles import parse_env_pairs
+from alexnet_mxnet.tools.slurm import slurm_job
+
+LAUNCHERS = ('local', 'ssh', 'slurm', 'mpi')
 
 
 def build_parser():
@@ -22,19 +32,21 @@ def build_parser():
                     'ps-lite). The job stops as soon as any process fails and the exit status '
                     'is that of the first failure.',
         epilog='Example: python launch.py -n 2 -s 1 python train_imagenet.py --kv-store dist_sync',
-        usage='%(prog)s -n WORKERS [-s SERVERS] [--launcher local|ssh] [-H HOSTFILE] '
+        usage='%(prog)s -n WORKERS [-s SERVERS] [--launcher local|ssh|slurm|mpi] [-H HOSTFILE] '
               '[options] COMMAND...')
     parser.add_argument('-n', '--num-workers', type=POSITIVE_INT, required=True,
                         help='number of worker processes, each running COMMAND')
     parser.add_argument('-s', '--num-servers', type=POSITIVE_INT, default=None,
                         help='number of server processes (default: as many as workers)')
-    parser.add_argument('--launcher', choices=('local', 'ssh'), default=None,
+    parser.add_argument('--launcher', choices=LAUNCHERS, default=None,
                         help='local: every process on this machine over loopback; ssh: servers '
-                             'and workers round-robin over the hosts of -H (default: ssh when '
-                             '-H is given, else local)')
+                             'and workers round-robin over the hosts of -H; slurm: one srun step '
+                             'over the nodes of the allocation this runs in; mpi: one MPMD '
+                             'mpirun (Open MPI) over the hosts of -H (default: ssh when -H is '
+                             'given, else local)')
     parser.add_argument('-H', '--hostfile',
-                        help='ssh launcher: file with one host (host, user@host or host:sshport) '
-                             'per line')
+                        help='ssh: a file with one host (host, user@host or host:sshport) per '
+                             'line; mpi: mpirun\'s hostfile (host slots=N per line)')
     parser.add_argument('--port', type=bounded(int, 1, 65535), default=None,
                         help='scheduler port (default: a free one)')
     parser.add_argument('--timeout', type=NON_NEGATIVE, default=None, metavar='SECONDS',
@@ -44,6 +56,10 @@ def build_parser():
                         help='after a process fails, how long the others get to exit after '
                              'SIGTERM before SIGKILL; a failure ends the job within about this '
                              'long (default: %(default)s)')
+    parser.add_argument('--max-restarts', type=NON_NEGATIVE_INT, default=0, metavar='N',
+                        help='after a failure, run the whole job again, up to N times (not after '
+                             'a usage error, exit status 2); give the trainer --load-epoch auto '
+                             'so that it resumes (default: %(default)s)')
     parser.add_argument('--env', action='append', default=[], metavar='VAR:value',
                         help='set an environment variable in every process (repeatable)')
     parser.add_argument('--env-server', action='append', default=[], metavar='VAR:value',
@@ -53,34 +69,67 @@ def build_parser():
     parser.add_argument('--python', default=sys.executable,
                         help='interpreter with mxnet that runs the scheduler and servers '
                              '(default: this one, %(default)s; the same path on every host)')
-    ssh = parser.add_argument_group('ssh launcher')
-    ssh.add_argument('--root-uri', default=None,
-                     help='address of this machine that the hosts reach the scheduler at '
-                          '(default: the local address on the route to the first host)')
-    ssh.add_argument('--workdir', default=None,
-                     help='directory on the hosts to run in (default: the current directory)')
-    ssh.add_argument('--interface', default=None,
-                     help='network interface ps-lite binds on the hosts (DMLC_INTERFACE, e.g. eth0)')
+    remote = parser.add_argument_group('ssh, slurm and mpi launchers')
+    remote.add_argument('--interface', default=None,
+                        help='network interface ps-lite uses on every host (DMLC_INTERFACE, '
+                             'e.g. eth0 or ib0)')
+    remote.add_argument('--root-uri', default=None,
+                        help='the scheduler\'s address as the hosts reach it (default: ssh: '
+                             'this machine\'s on the route to the first host; slurm, mpi: the '
+                             'first node\'s, on --interface when that node is this machine)')
+    remote.add_argument('--workdir', default=None,
+                        help='ssh: directory on the hosts to run in (default: the current '
+                             'directory)')
+    remote.add_argument('--launcher-args', default='', metavar='OPTIONS',
+                        help='slurm, mpi: more options for srun or mpirun, as one argument '
+                             'written with "=", e.g. --launcher-args="--cpu-bind=none" or '
+                             '--launcher-args="--oversubscribe --mca btl ^openib"')
     parser.add_argument('command', nargs=argparse.REMAINDER, metavar='COMMAND',
                         help='the worker command, e.g. python train_imagenet.py --kv-store dist_sync')
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ['--'] else args.command
-    num_servers = args.num_workers if args.num_servers is None else args.num_servers
+def check_launcher_flags(args, launcher):
+    """Flags that the chosen launcher would not use are mistakes, said at once."""
+    unused = {'local': ('hostfile', 'interface', 'root_uri', 'workdir', 'launcher_args'),
+              'ssh': ('launcher_args',), 'slurm': ('hostfile', 'workdir'),
+              'mpi': ('workdir',)}[launcher]
+    given = ['--%s' % name.replace('_', '-') if name != 'hostfile' else '-H'
+             for name in unused if getattr(args, name)]
+    if given:
+        raise UsageError('%s %s not used by --launcher %s' % (
+            ', '.join(given), 'is' if len(given) == 1 else 'are', launcher))
+    if launcher == 'ssh' and not args.hostfile:
+        raise UsageError('--launcher ssh needs -H HOSTFILE')
+
+
+def job_maker(args, command):
+    """A function returning the job's processes, made afresh for every (re)start."""
     launcher = args.launcher or ('ssh' if args.hostfile else 'local')
+    check_launcher_flags(args, launcher)
+    num_servers = args.num_workers if args.num_servers is None else args.num_servers
     common = dict(port=args.port, env=parse_env_pairs(args.env),
                   server_env=parse_env_pairs(args.env_server),
                   worker_env=parse_env_pairs(args.env_worker), python=args.python)
     if launcher == 'ssh':
-        if not args.hostfile:
-            raise UsageError('--launcher ssh needs -H HOSTFILE')
-        procs = ssh_job(parse_hostfile(args.hostfile), args.num_workers, num_servers, command,
-                        root_uri=args.root_uri, workdir=args.workdir, interface=args.interface,
-                        **common)
-    else:
-        procs = local_job(args.num_workers, num_servers, command, **common)
-    return run_job(procs, timeout=args.timeout, grace=args.grace)
+        hosts = parse_hostfile(args.hostfile)
+        return lambda: ssh_job(hosts, args.num_workers, num_servers, command,
+                               root_uri=args.root_uri, workdir=args.workdir,
+                               interface=args.interface, **common)
+    if launcher in ('slurm', 'mpi'):
+        common.update(root_uri=args.root_uri, interface=args.interface, grace=args.grace,
+                      launcher_args=args.launcher_args)
+        if launcher == 'mpi':
+            common['hostfile'] = args.hostfile
+        make = slurm_job if launcher == 'slurm' else mpi_job
+        return lambda: make(args.num_workers, num_servers, command, **common)
+    return lambda: local_job(args.num_workers, num_servers, command, **common)
 
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    make_procs = job_maker(args, command)
+    make_procs()        # every usage error before anything starts
+    return run_with_restarts(make_procs, args.max_restarts, timeout=args.timeout,
+                             grace=args.grace)

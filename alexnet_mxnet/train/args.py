@@ -10,6 +10,7 @@ from alexnet_mxnet.base.cli import OneLineErrorParser, add_progress_arg
 from alexnet_mxnet.base.devices import add_device_args
 from alexnet_mxnet.train.kvstore import add_kvstore_args
 from alexnet_mxnet.train.lr_schedule import INITIALIZERS, SCHEDULERS
+from alexnet_mxnet.train.resume import load_epoch_flag
 from iterators import add_augment_args, add_data_args, add_normalize_args
 from iterators.normalize import STD_RGB
 from symbols.args import add_network_args
@@ -80,8 +81,10 @@ def add_fit_args(parser):
                             'P-NNNN.states, P-meta.json, P-metrics.csv, P-curves.png, '
                             'P-best.params (default: checkpoints/NETWORK, or '
                             'checkpoints/digits-alexnet for the demo)')
-    group.add_argument('--load-epoch', type=POSITIVE_INT, default=None, metavar='N',
-                       help='resume from P-NNNN.params/.states of --model-prefix')
+    group.add_argument('--load-epoch', type=load_epoch_flag, default=None, metavar='N|auto',
+                       help='resume from P-NNNN.params/.states of --model-prefix; auto: from '
+                            'its newest complete checkpoint, or start the run when there is none '
+                            '(one command for the first start and every restart)')
     group.add_argument('--overwrite', action='store_true',
                        help='replace the run that --model-prefix already holds (all its files '
                             'are deleted once the new run has passed its checks); without it, '

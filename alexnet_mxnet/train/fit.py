@@ -43,6 +43,7 @@ from alexnet_mxnet.train.lr_schedule import (create_initializer, create_schedule
 from alexnet_mxnet.train.prefix import claimed_prefix
 from alexnet_mxnet.train.recorder import (Recorder, can_save_states, config_of,
                                           read_metrics_csv, row_of, state_copies)
+from alexnet_mxnet.train.resume import resolve_load_epoch
 from alexnet_mxnet.train.step import train_step
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
@@ -103,6 +104,8 @@ def fit(args):
     first batch ends the run at the next step, once training runs it stops after the
     current batch with a checkpoint (see ``StopRequest``). Logs go to the
     ``alexnet_mxnet.train`` logger; configuring logging is the caller's."""
+    if (finished := resolve_load_epoch(args)) is not None:   # --load-epoch auto, run complete
+        return finished
     with StopRequest() as stop:
         plan = check_flags(args)
         kv = create_kvstore(args.kv_store, plan.contexts)  # dist_*: joins the job, learns rank
