@@ -40,6 +40,8 @@ def add_network_args(parser, source=None):
     group.add_argument('--dtype', default=defaults['dtype'], choices=('float32', 'float16'),
                        help='compute precision; float16 keeps float32 logits (default: %s)'
                             % default('dtype'))
+    if source == 'checkpoint':
+        return group     # inference runs the stock LRN whatever trained (symbols.lrn)
     group.add_argument('--lrn', default='fast', choices=LRN_IMPLEMENTATIONS,
                        help='how alexnet/alexnet-grouped compute LRN: fast = dense algebra at '
                             'GEMM speed (2-3x faster training on the CPU), native = mx.sym.LRN; '
