@@ -1,127 +1,300 @@
-"""Training throughput: this package's AlexNet on mx.mod.Module (the step alexnet_mxnet.train.fit runs)
-against the same AlexNet in PyTorch (``inference.torch_alexnet``, built layer for layer
-from the MXNet graph), on the same CPU, in one run.
+"""Training throughput, head to head: this package's AlexNet training (``fit`` itself, the code
+a real run executes) against the same network in PyTorch, eager and ``torch.compile``, on the
+same CPU; plus ``fit`` on real photos (JPEG decoding and augmentation included).
 
-Both do forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) on the same
-batch of random images, same layers (MXNet's AlexNet layout: 96-256-384-384-256 filters,
-LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2) after conv1/conv2, 3/2 max-pooling,
-2x fc 4096 with dropout 0.5), same batch and input size, all cores. The MXNet step also
-copies the outputs to numpy, as fit does for its metrics.
+* ``mxnet``: ``alexnet_mxnet.train.fit.fit`` with ``--benchmark`` (synthetic images), timed by
+  its own Speedometer lines (``--disp-batches STEPS``): every batch goes through
+  ``train_step`` as in training, metrics and NaN check included.
+* ``mxnet-real``: the same on a ``.rec`` of imagenette photos (converted once into
+  ``--work-dir``, shorter side 256, random 227x227 crops and mirroring as in training).
+* ``pytorch`` / ``torch.compile``: ``inference.torch_alexnet``'s twin of the same graph (LRN
+  as ``nn.LocalResponseNorm``), cross-entropy, SGD momentum 0.9, weight decay 5e-4.
 
-    python benchmarks/train_throughput.py                       # batch 32 at 3x227x227
-    python benchmarks/train_throughput.py --image-shape 3,127,127 --batch-size 64
+Each measurement is its own process (one framework never warms or fragments memory for
+another); frameworks alternate inside each of ``--rounds`` rounds, so a change in machine
+load hits all of them; a process times ``--repeats`` windows of ``--steps`` steps after one
+untimed window (torch.compile compiles in it), and the table gives the median of all windows.
+GFLOP/s counts the convolutions and fully-connected layers (forward, and twice that
+backward); the fraction is of ``--peak-gflops``.
+
+    python benchmarks/train_throughput.py                    # the README's table (~25 min)
+    python benchmarks/train_throughput.py --batch-sizes 32 --rounds 1 --no-real-data
 """
 import os
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
-
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run as a script from anywhere: the repo's packages come first
+DATASETS = os.path.join(os.path.dirname(REPO), 'shared', 'datasets')
+
+import mxnet as mx  # noqa: E402
 
 import symbols  # noqa: E402
+from alexnet_mxnet.base.argtypes import POSITIVE, POSITIVE_INT, int_list  # noqa: E402
 from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
+FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile')
+SPEED = re.compile(r'Speed: ([0-9.]+) samples/sec')
+CHILD_TIMEOUT = 3600          # seconds: one process, generous for torch.compile on 2 cores
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--batch-size', type=int, default=32, help='(default: %(default)s)')
+    parser.add_argument('--batch-sizes', type=int_list, default=[32, 128], metavar='32,128',
+                        help='(default: 32,128)')
     parser.add_argument('--image-shape', default='3,227,227', help='(default: %(default)s)')
-    parser.add_argument('--num-classes', type=int, default=1000, help='(default: %(default)s)')
-    parser.add_argument('--batches', type=int, default=20,
-                        help='timed training steps per framework (default: %(default)s)')
-    parser.add_argument('--warmup', type=int, default=3,
-                        help='untimed steps first (default: %(default)s)')
+    parser.add_argument('--rounds', type=POSITIVE_INT, default=2,
+                        help='interleaved rounds over the frameworks (default: %(default)s)')
+    parser.add_argument('--repeats', type=POSITIVE_INT, default=3,
+                        help='timed windows per process (default: %(default)s)')
+    parser.add_argument('--steps', type=POSITIVE_INT, default=6,
+                        help='training steps per window (default: %(default)s)')
+    parser.add_argument('--frameworks', default=','.join(FRAMEWORKS),
+                        help='any of %s (default: all)' % ', '.join(FRAMEWORKS))
+    parser.add_argument('--no-real-data', action='store_true', help='skip mxnet-real')
+    parser.add_argument('--datasets', default=DATASETS, help='(default: %(default)s)')
+    parser.add_argument('--work-dir', default=os.path.join(REPO, 'runs', 'throughput'),
+                        help='the converted imagenette .rec (default: %(default)s)')
+    parser.add_argument('--peak-gflops', type=POSITIVE, default=225.0,
+                        help='fp32 peak of the machine, for the %% column (default: %(default)s, '
+                             '2 AVX-512 cores)')
+    parser.add_argument('--child', choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument('--batch-size', type=POSITIVE_INT, help=argparse.SUPPRESS)
+    parser.add_argument('--rec', help=argparse.SUPPRESS)
     return parser
 
 
-def _timed(step, batches, warmup):
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(batches):
-        step()
-    return time.perf_counter() - start
+# ---- FLOPs -----------------------------------------------------------------------------------
+
+def training_gflop_per_image(shape):
+    """Multiply-adds x 2 of the convolutions and fully-connected layers of ``alexnet`` at
+    ``shape``, forward + backward (data and weight gradients: twice the forward)."""
+    sym = symbols.get_symbol('alexnet', 1000, shape, lrn='native')
+    nodes = json.loads(sym.tojson())['nodes']
+    internals = sym.get_internals()
+    arg_shapes, out_shapes, _ = internals.infer_shape(data=(1,) + tuple(shape))
+    shapes = dict(zip(internals.list_outputs(), out_shapes))
+    shapes.update(zip(internals.list_arguments(), arg_shapes))
+    macs = 0
+    for node in nodes:
+        if node['op'] in ('Convolution', 'FullyConnected'):
+            weight = shapes[nodes[node['inputs'][1][0]]['name']]
+            out = shapes[node['name'] + '_output']
+            per_output = 1
+            for side in weight[1:]:
+                per_output *= side
+            outputs = 1
+            for side in out[1:]:
+                outputs *= side
+            macs += outputs * per_output
+    return 3 * 2 * macs / 1e9
 
 
-def mxnet_seconds(batch_size, shape, num_classes, batches, warmup):
-    sym = symbols.get_symbol('alexnet', num_classes, shape)
-    module = mx.mod.Module(sym, context=mx.cpu())
-    module.bind(data_shapes=[('data', (batch_size,) + shape)],
-                label_shapes=[('softmax_label', (batch_size,))])
-    module.init_params(create_initializer('msra'))
-    module.init_optimizer(optimizer='sgd', optimizer_params=dict(
-        learning_rate=SGD['lr'], momentum=SGD['momentum'], wd=SGD['wd']))
-    rng = np.random.RandomState(0)
-    batch = mx.io.DataBatch([mx.nd.array(rng.randn(batch_size, *shape))],
-                            [mx.nd.array(rng.randint(0, num_classes, batch_size))])
+# ---- children: one measurement each ------------------------------------------------------------
 
-    def step():
-        module.forward_backward(batch)
-        module.update()
-        module.get_outputs()[0].asnumpy()
-    return _timed(step, batches, warmup)
+def _fit_rates(flags, steps):
+    """Run ``fit`` with ``flags`` in this process; the images/s of its Speedometer windows after
+    the first (which holds the start-up)."""
+    from alexnet_mxnet.train.args import build_train_parser
+    from alexnet_mxnet.train.callbacks import LOG
+    from alexnet_mxnet.train.fit import fit
+
+    class Collect(logging.Handler):
+        rates = []
+
+        def emit(self, record):
+            found = SPEED.search(record.getMessage())
+            if found:
+                self.rates.append(float(found.group(1)))
+    handler = Collect()
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    fit(build_train_parser().parse_args([str(f) for f in flags + [
+        '--disp-batches', steps, '--num-epochs', 1, '--no-progress', '--lr', SGD['lr'],
+        '--mom', SGD['momentum'], '--wd', SGD['wd']]]))
+    return handler.rates[1:]
 
 
-def torch_seconds(batch_size, shape, num_classes, batches, warmup):
+def mxnet_rates(batch_size, shape, steps, repeats):
+    return _fit_rates(['--benchmark', '--batch-size', batch_size, '--num-classes', 1000,
+                       '--image-shape', ','.join(map(str, shape)),
+                       '--num-examples', batch_size * steps * (repeats + 1)], steps)
+
+
+def mxnet_real_rates(batch_size, shape, steps, repeats, rec):
+    with tempfile.TemporaryDirectory() as folder:
+        return _fit_rates(['--data-train', rec, '--batch-size', batch_size,
+                           '--image-shape', ','.join(map(str, shape)),
+                           '--model-prefix', os.path.join(folder, 'real'),
+                           '--keep-checkpoints', 1], steps)
+
+
+def torch_rates(batch_size, shape, steps, repeats, compiled):
     import torch
     from alexnet_mxnet.inference.torch_alexnet import torch_model
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
     torch.manual_seed(0)
-    # The torch.nn twin is built from the MXNet graph itself, so the layers cannot drift apart.
-    model = torch_model(symbols.get_symbol('alexnet', num_classes, shape), shape).train()
+    model = torch_model(symbols.get_symbol('alexnet', 1000, shape), shape).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=SGD['lr'], momentum=SGD['momentum'],
                                 weight_decay=SGD['wd'])
     loss_fn = torch.nn.CrossEntropyLoss()
-    data = torch.randn((batch_size,) + shape)
-    labels = torch.randint(0, num_classes, (batch_size,))
+    forward = torch.compile(model) if compiled else model
+    data = torch.rand((batch_size,) + tuple(shape)) * 2 - 1
+    labels = torch.randint(0, 1000, (batch_size,))
 
-    def step():
-        optimizer.zero_grad()
-        loss = loss_fn(model(data), labels)
-        loss.backward()
-        optimizer.step()
-    return _timed(step, batches, warmup)
+    def window():
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(forward(data), labels).backward()
+            optimizer.step()
+        return batch_size * steps / (time.perf_counter() - start)
+    window()
+    return [window() for _ in range(repeats)]
+
+
+def child(args, shape):
+    if args.child == 'mxnet':
+        rates = mxnet_rates(args.batch_size, shape, args.steps, args.repeats)
+    elif args.child == 'mxnet-real':
+        rates = mxnet_real_rates(args.batch_size, shape, args.steps, args.repeats, args.rec)
+    else:
+        rates = torch_rates(args.batch_size, shape, args.steps, args.repeats,
+                            args.child == 'torch.compile')
+    print(json.dumps({'rates': rates}))
+
+
+def measure(args, framework, batch_size, rec=None):
+    """Images/s of the timed windows of one child process (``[]`` and a note on failure)."""
+    command = [sys.executable, os.path.abspath(__file__), '--child', framework,
+               '--batch-size', str(batch_size), '--image-shape', args.image_shape,
+               '--steps', str(args.steps), '--repeats', str(args.repeats)]
+    if rec:
+        command += ['--rec', rec]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return [], '%s batch %d: no result within %d s' % (framework, batch_size, CHILD_TIMEOUT)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        why = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
+        return [], '%s batch %d failed: %s' % (framework, batch_size, why)
+    return json.loads(lines[-1])['rates'], None
+
+
+# ---- the real-photo .rec -----------------------------------------------------------------------
+
+def imagenette_rec(datasets, work_dir, images):
+    """A ``.rec`` of ``images`` imagenette photos (the same number from every class), shorter
+    side 256, made once in ``work_dir``."""
+    from alexnet_mxnet.data.im2rec import convert
+    source = os.path.join(datasets, 'imagenette2-224', 'train')
+    if not os.path.isdir(source):
+        raise UsageError('%s not found: give --datasets, or --no-real-data' % source)
+    classes = sorted(os.listdir(source))
+    per_class = -(-images // len(classes))
+    prefix = os.path.join(work_dir, 'imagenette-%d' % (per_class * len(classes)))
+    if os.path.isfile(prefix + '.idx'):
+        return prefix + '.rec'
+    links = tempfile.mkdtemp(prefix='photos-', dir=work_dir)
+    try:
+        for cls in classes:
+            os.makedirs(os.path.join(links, cls))
+            for name in sorted(os.listdir(os.path.join(source, cls)))[:per_class]:
+                os.symlink(os.path.join(source, cls, name), os.path.join(links, cls, name))
+        convert(links, prefix, resize=256, progress=False)
+    finally:
+        shutil.rmtree(links)
+    return prefix + '.rec'
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def format_table(results, batch_sizes, gflop, peak):
+    def cell(value, fmt='%.1f'):
+        return fmt % value if value is not None else 'n/a'
+    lines = ['| batch | mxnet, fit (img/s) | GFLOP/s | of fp32 peak | mxnet, fit on imagenette '
+             '.rec (img/s) | pytorch eager | torch.compile | mxnet / eager | mxnet / compile |',
+             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for batch in batch_sizes:
+        ours, real, eager, compiled = (_median(results.get((f, batch), []))
+                                       for f in ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile'))
+        lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            batch, cell(ours), cell(ours and ours * gflop, '%.0f'),
+            cell(ours and 100 * ours * gflop / peak, '%.0f%%'), cell(real), cell(eager),
+            cell(compiled), cell(ours and eager and ours / eager, '%.2fx'),
+            cell(ours and compiled and ours / compiled, '%.2fx')))
+    return '\n'.join(lines)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     shape = symbols.resolve_image_shape('alexnet', args.image_shape)
-    if min(args.batch_size, args.batches, args.num_classes) < 1 or args.warmup < 0:
-        raise UsageError('--batch-size, --batches and --num-classes must be positive')
-    images = args.batch_size * args.batches
-    rows = [('mxnet %s (Module)' % mx.__version__,
-             mxnet_seconds(args.batch_size, shape, args.num_classes, args.batches, args.warmup))]
+    if args.child:
+        return child(args, shape)
+    frameworks = [f.strip() for f in args.frameworks.split(',') if f.strip()]
+    unknown = sorted(set(frameworks) - set(FRAMEWORKS))
+    if unknown or not frameworks:
+        raise UsageError('--frameworks: choose among %s, got %r' % (', '.join(FRAMEWORKS),
+                                                                    args.frameworks))
+    if args.no_real_data and 'mxnet-real' in frameworks:
+        frameworks.remove('mxnet-real')
     try:
         import torch
     except ImportError:
         torch = None
-        print('PyTorch is not installed: only the MXNet row is measured. Install the CPU wheel '
-              'with `pip install torch==2.13.0` (not plain `torch`, which pulls a CUDA build).',
+        frameworks = [f for f in frameworks if not f.startswith(('pytorch', 'torch'))]
+        print('PyTorch is not installed: its columns stay n/a. Install the CPU wheel with '
+              '`pip install torch==2.13.0` (not plain `torch`, which pulls a CUDA build).',
               file=sys.stderr)
-    if torch is not None:
-        rows.append(('pytorch %s' % torch.__version__,
-                     torch_seconds(args.batch_size, shape, args.num_classes, args.batches,
-                                   args.warmup)))
-    print('AlexNet training, batch %d, input %s, %d timed steps, %s threads\n'
-          % (args.batch_size, 'x'.join(map(str, shape)), args.batches,
-             os.environ.get('OMP_NUM_THREADS')))
-    print('| framework | images/s | ms/step |')
-    print('|---|---:|---:|')
-    for name, seconds in rows:
-        print('| %s | %.1f | %.0f |' % (name, images / seconds, 1000 * seconds / args.batches))
-    if len(rows) == 2:
-        print('\nmxnet / pytorch images/s ratio: %.2f' % (rows[1][1] / rows[0][1]))
+    recs = {}
+    if 'mxnet-real' in frameworks:     # one epoch of each is one run's windows
+        os.makedirs(args.work_dir, exist_ok=True)
+        recs = {batch: imagenette_rec(args.datasets, args.work_dir,
+                                      batch * args.steps * (args.repeats + 1))
+                for batch in args.batch_sizes}
+    results, notes = {}, []
+    for round_ in range(1, args.rounds + 1):
+        for batch in args.batch_sizes:
+            for framework in frameworks:
+                print('round %d/%d: %s batch %d ...' % (round_, args.rounds, framework, batch),
+                      file=sys.stderr, flush=True)
+                rates, note = measure(args, framework, batch, recs.get(batch))
+                results.setdefault((framework, batch), []).extend(rates)
+                if note:
+                    notes.append(note)
+    gflop = training_gflop_per_image(shape)
+    load = os.getloadavg()
+    print('AlexNet training throughput, %s, %s, %s OpenMP threads; mxnet %s%s; median of %d '
+          'rounds x %d windows of %d steps, each framework in its own process; %.2f GFLOP per '
+          'training image; load average %.2f %.2f %.2f at the end\n' % (
+              datetime.date.today().isoformat(), 'x'.join(map(str, shape)),
+              os.environ['OMP_NUM_THREADS'], mx.__version__,
+              ', torch %s' % torch.__version__ if torch else '', args.rounds, args.repeats,
+              args.steps, gflop, *load))
+    print(format_table(results, args.batch_sizes, gflop, args.peak_gflops))
+    for note in notes:
+        print(note)
 
 
 if __name__ == '__main__':

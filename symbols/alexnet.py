@@ -7,6 +7,9 @@
 * ``gluon``   -- GluonCV / torchvision: 64-192-384-256-256 filters, conv1 padded by
   2, no LRN; its parameters map one to one onto GluonCV's ``alexnet`` model.
 
+LRN is computed by ``symbols.lrn`` (``lrn='fast'``: dense algebra at GEMM speed, the default;
+``lrn='native'``: ``mx.sym.LRN``); both give the same function with the same parameters.
+
 Layers are named ``conv1..conv5`` and ``fc1..fc3`` in every layout, so fine-tuning
 code can replace ``fc3`` alone and checkpoints read the same across layouts.
 """
@@ -16,6 +19,7 @@ import mxnet as mx
 
 from alexnet_mxnet.base.argtypes import parse_image_shape
 from alexnet_mxnet.base.errors import UsageError
+from symbols.lrn import check_impl as check_lrn, lrn as local_response_norm
 
 LAYOUTS = ('mxnet', 'grouped', 'gluon')
 DTYPES = ('float32', 'float16')
@@ -57,11 +61,12 @@ def min_input_size(layout):
     return size
 
 
-def _check_args(num_classes, layout, dtype, image_shape):
+def _check_args(num_classes, layout, dtype, image_shape, lrn):
     if layout not in LAYOUTS:
         raise UsageError('unknown AlexNet layout %r; choose one of %s' % (layout, ', '.join(LAYOUTS)))
     if dtype not in DTYPES:
         raise UsageError('unsupported dtype %r; choose one of %s' % (dtype, ', '.join(DTYPES)))
+    check_lrn(lrn)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UsageError('num_classes must be a positive integer, got %r' % (num_classes,))
     channels, height, width = image_shape
@@ -71,7 +76,17 @@ def _check_args(num_classes, layout, dtype, image_shape):
                          '%dx%d pixels' % (','.join(map(str, image_shape)), layout, smallest, smallest))
 
 
-def _conv_block(data, index, spec, layout, batch_norm):
+def _normalize(data, index, channels, lrn, dtype):
+    name = 'lrn%d' % index
+    if lrn == 'fast' and dtype != 'float32':
+        # x^2 overflows float16 above x = 256: the fast form computes in float32.
+        data = mx.sym.Cast(data, dtype='float32', name=name + '_in')
+        body = local_response_norm(data, channels, name, lrn, **LRN_PARAMS)
+        return mx.sym.Cast(body, dtype=dtype, name=name + '_out')
+    return local_response_norm(data, channels, name, lrn, **LRN_PARAMS)
+
+
+def _conv_block(data, index, spec, layout, batch_norm, lrn, dtype):
     filters, kernel, stride, pad, groups = spec
     name = 'conv%d' % index
     body = mx.sym.Convolution(data, name=name, num_filter=filters, kernel=(kernel, kernel),
@@ -81,7 +96,7 @@ def _conv_block(data, index, spec, layout, batch_norm):
         body = mx.sym.BatchNorm(body, name='bn%d' % index, fix_gamma=False, eps=1e-5)
     body = mx.sym.Activation(body, name='relu%d' % index, act_type='relu')
     if index in (1, 2) and layout != 'gluon' and not batch_norm:
-        body = mx.sym.LRN(body, name='lrn%d' % index, **LRN_PARAMS)
+        body = _normalize(body, index, filters, lrn, dtype)
     if index in _POOL_AFTER:
         body = mx.sym.Pooling(body, name='pool%d' % index, kernel=(3, 3), stride=(2, 2),
                               pool_type='max')
@@ -89,13 +104,16 @@ def _conv_block(data, index, spec, layout, batch_norm):
 
 
 def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float32',
-               image_shape=(3, 227, 227), dropout=0.5, label_smoothing=0.0, **kwargs):
+               image_shape=(3, 227, 227), dropout=0.5, label_smoothing=0.0, lrn='fast',
+               **kwargs):
     """Build the AlexNet graph ending in ``SoftmaxOutput(name='softmax')``.
 
     ``batch_norm`` puts BatchNorm after every conv in place of LRN (for large-batch
     training). With ``dtype='float16'`` the data is cast in and the logits are cast
     back to float32 before the softmax, as MXNet's mixed-precision recipe does.
-    ``dropout=0`` removes the dropout layers (deterministic runs in tests).
+    ``dropout=0`` removes the dropout layers (deterministic runs in tests). ``lrn`` picks the
+    LRN implementation (``symbols.lrn``): ``'fast'`` (dense algebra, 2-3x faster training on the
+    CPU) or ``'native'`` (``mx.sym.LRN``); the same function and parameters either way.
 
     A drop-in for MXNet's ``example/image-classification/symbols/alexnet.py``: its scripts
     call ``get_symbol(**vars(args))``, with ``image_shape`` as the string ``'3,224,224'``
@@ -103,12 +121,12 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
     are accepted and ignored.
     """
     image_shape = parse_image_shape(image_shape)
-    _check_args(num_classes, layout, dtype, image_shape)
+    _check_args(num_classes, layout, dtype, image_shape, lrn)
     body = mx.sym.Variable('data')
     if dtype != 'float32':
         body = mx.sym.Cast(body, dtype=dtype)
     for index, spec in enumerate(_CONV_SPECS[layout], 1):
-        body = _conv_block(body, index, spec, layout, batch_norm)
+        body = _conv_block(body, index, spec, layout, batch_norm, lrn, dtype)
     body = mx.sym.Flatten(body, name='flatten')
     for index in (1, 2):
         body = mx.sym.FullyConnected(body, name='fc%d' % index, num_hidden=FC_HIDDEN)

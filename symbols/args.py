@@ -1,7 +1,8 @@
-"""``--network``, ``--num-classes``, ``--image-shape``, ``--dtype``: the network flags of every
-command, defined once."""
+"""``--network``, ``--num-classes``, ``--image-shape``, ``--dtype``, ``--lrn``: the network flags
+of every command, defined once."""
 from alexnet_mxnet.base.argtypes import POSITIVE_INT, image_shape
 from symbols import list_networks
+from symbols.lrn import IMPLEMENTATIONS as LRN_IMPLEMENTATIONS
 
 # Where the value of a flag left out comes from, by command kind.
 _DEFAULTS = {
@@ -39,4 +40,11 @@ def add_network_args(parser, source=None):
     group.add_argument('--dtype', default=defaults['dtype'], choices=('float32', 'float16'),
                        help='compute precision; float16 keeps float32 logits (default: %s)'
                             % default('dtype'))
+    if source == 'checkpoint':
+        return group     # inference runs the stock LRN whatever trained (symbols.lrn)
+    group.add_argument('--lrn', default='fast', choices=LRN_IMPLEMENTATIONS,
+                       help='how alexnet/alexnet-grouped compute LRN: fast = dense algebra at '
+                            'GEMM speed (2-3x faster training on the CPU), native = mx.sym.LRN; '
+                            'the same function and parameters, so checkpoints of either load '
+                            'into the other (default: %(default)s)')
     return group

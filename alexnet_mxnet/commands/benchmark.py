@@ -91,7 +91,7 @@ def main(argv=None):
                   num_batches=args.num_batches, burn_in=args.burn_in, backward=not args.forward_only)
     common['progress'] = args.progress
     results = [benchmark.time_mxnet(batch_size=batch_size, contexts=contexts, dtype=args.dtype,
-                                    precision=precision, **common)
+                                    precision=precision, lrn=args.lrn, **common)
                for contexts, batch_size, precision in configs]
     if use_torch:
         results += [benchmark.time_pytorch(batch_size=batch_size, **common)

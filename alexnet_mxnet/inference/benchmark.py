@@ -76,12 +76,14 @@ def random_params(sym, data_shape, seed=0):
 
 def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1000,
                contexts=None, dtype='float32', precision='float32', num_batches=100, burn_in=10,
-               backward=True, progress=False):
+               backward=True, progress=False, lrn='fast'):
     """``Result`` for one configuration; int8 is calibrated on the synthetic batch itself
-    (speed only: score.py measures accuracy with real calibration images)."""
+    (speed only: score.py measures accuracy with real calibration images). ``lrn`` is the
+    training graph's LRN; the forward pass runs the inference graph (``mx.sym.LRN``)."""
     contexts = contexts or [mx.cpu()]
     shape = symbols.resolve_image_shape(network, image_shape)
-    sym = symbols.get_symbol(network, num_classes=num_classes, image_shape=shape, dtype=dtype)
+    sym = symbols.get_symbol(network, num_classes=num_classes, image_shape=shape, dtype=dtype,
+                             lrn=lrn)
     check_memory(sym, batch_size, shape)     # before the synthetic batch is allocated
     data = SyntheticIter(batch_size, shape, num_classes, 1)
     batch = next(iter(data))

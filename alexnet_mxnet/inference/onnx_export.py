@@ -5,7 +5,8 @@ graph is exported with a plain softmax, see ``inference_symbol``), and it import
 ``onnx.mapping``, which onnx 1.16 removed (a stand-in built from ``onnx.helper`` is
 installed when it is missing). Its op translations go up to opset 13, so the model is
 stamped opset 13 rather than the installed onnx's newest, and the weights are kept out of
-the graph inputs so onnxruntime may constant-fold them.
+the graph inputs so onnxruntime may constant-fold them. A graph trained with the fast LRN is
+exported with ``mx.sym.LRN`` (ONNX's ``LRN``, the same function; ``symbols.lrn``).
 """
 import os
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 from alexnet_mxnet.base.files import atomic_write
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.inference.model import inference_symbol
+from symbols.lrn import native_lrn_graph
 
 OPSET = 13
 
@@ -51,7 +53,7 @@ def export_onnx(model, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     scratch = path + '.mx2onnx.tmp'
     try:
-        mx.onnx.export_model(inference_symbol(model.symbol), params, in_shapes=[(1,) + shape],
+        mx.onnx.export_model(native_lrn_graph(inference_symbol(model.symbol)), params, in_shapes=[(1,) + shape],
                              in_types=np.float32, onnx_file_path=scratch, dynamic=True,
                              dynamic_input_shapes=[(None,) + shape])
         proto = onnx.load(scratch)

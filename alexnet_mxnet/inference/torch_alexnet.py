@@ -2,9 +2,12 @@
 
 Walking the symbol's nodes keeps the two in step for every registered variant: conv
 (grouped too), ReLU, LRN (MXNet's ``knorm`` is PyTorch's ``k``; both divide alpha by the
-window size), floor-mode max-pooling, BatchNorm, dropout and fully-connected layers.
+window size), floor-mode max-pooling, BatchNorm, dropout and fully-connected layers. The
+fast LRN (``symbols.lrn``) is read as the ``mx.sym.LRN`` it computes.
 """
 import json
+
+from symbols.lrn import native_lrn_graph
 
 
 def torch_available():
@@ -27,6 +30,7 @@ def torch_model(symbol, image_shape):
     """``torch.nn.Sequential`` with the layers of ``symbol`` (a chain, as every AlexNet is),
     in the same order as ``symbol``'s parameters: ``copy_weights`` can load them."""
     import torch.nn as nn
+    symbol = native_lrn_graph(symbol)
     nodes = json.loads(symbol.tojson())['nodes']
     internals = symbol.get_internals()
     _, out_shapes, _ = internals.infer_shape(data=(1,) + tuple(image_shape))

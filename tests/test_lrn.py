@@ -1,0 +1,121 @@
+"""The fast LRN (symbols.lrn) is mx.sym.LRN: the same values and gradients, no parameter of its
+own, checkpoints interchangeable with the stock operator's."""
+import glob
+import os
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+import symbols
+from symbols.alexnet import LRN_PARAMS
+from symbols.lrn import lrn, native_lrn_graph
+
+RTOL = 1e-5
+
+
+def _forward_backward(impl, x, head_grad):
+    data = mx.sym.Variable('data')
+    out = lrn(data, x.shape[1], 'lrn1', impl, **LRN_PARAMS)
+    exe = out.simple_bind(mx.cpu(), data=x.shape)
+    exe.arg_dict['data'][:] = x
+    exe.forward(is_train=True)
+    exe.backward(mx.nd.array(head_grad))
+    return exe.outputs[0].asnumpy(), exe.grad_dict['data'].asnumpy()
+
+
+def _assert_same_lrn(x, seed=0):
+    """Fast and native LRN agree within RTOL of the output's (gradient's) scale, elementwise."""
+    head_grad = np.random.RandomState(seed).randn(*x.shape).astype(np.float32)
+    fast_y, fast_dx = _forward_backward('fast', x, head_grad)
+    native_y, native_dx = _forward_backward('native', x, head_grad)
+    for ours, stock in ((fast_y, native_y), (fast_dx, native_dx)):
+        assert np.all(np.isfinite(ours))
+        np.testing.assert_allclose(ours, stock, rtol=RTOL, atol=RTOL * np.abs(stock).max())
+
+
+@pytest.mark.parametrize('channels, scale', [(1, 50.0), (3, 50.0), (7, 300.0), (96, 30.0),
+                                             (256, 100.0)])
+def test_random_inputs_match_native_lrn(channels, scale):
+    """ReLU-like inputs (many exact zeros) large enough that the window sum matters (s up to
+    ~2 + 10 at scale 300); few channels put every channel at an edge of its window."""
+    rng = np.random.RandomState(channels)
+    x = np.maximum(rng.randn(2, channels, 9, 7) * scale, 0).astype(np.float32)
+    x[0, :, 0, 0] = scale * 4          # one pixel far into the normalising regime
+    _assert_same_lrn(x)
+
+
+def test_real_photo_activations_match_native_lrn(datasets_dir):
+    """conv1+ReLU activations of real photos, scaled as a trained net's are (tens to hundreds)."""
+    paths = sorted(glob.glob(os.path.join(datasets_dir, 'imagenette2-224', 'train', '*',
+                                          '*.JPEG')))[::1000][:4]
+    images = np.stack([cv2.resize(cv2.imread(p), (67, 67))[:, :, ::-1].transpose(2, 0, 1)
+                       for p in paths]).astype(np.float32) - 117.0
+    data = mx.sym.Variable('data')
+    conv = mx.sym.Activation(mx.sym.Convolution(data, num_filter=96, kernel=(11, 11),
+                                                stride=(4, 4), name='conv1'), act_type='relu')
+    exe = conv.simple_bind(mx.cpu(), data=images.shape)
+    mx.random.seed(0)
+    exe.arg_dict['conv1_weight'][:] = mx.nd.random.normal(0, 0.05, exe.arg_dict['conv1_weight'].shape)
+    exe.arg_dict['conv1_bias'][:] = 0
+    exe.arg_dict['data'][:] = images
+    activations = exe.forward()[0].asnumpy()
+    assert activations.max() > 100       # the normalisation is not a no-op here
+    _assert_same_lrn(activations)
+
+
+@pytest.mark.parametrize('network', ['alexnet', 'alexnet-grouped'])
+def test_the_band_is_a_constant_not_a_parameter(network):
+    fast = symbols.get_symbol(network, num_classes=1000)
+    native = symbols.get_symbol(network, num_classes=1000, lrn='native')
+    assert fast.list_arguments() == native.list_arguments()
+    assert fast.list_auxiliary_states() == native.list_auxiliary_states() == []
+    shapes = dict(zip(fast.list_arguments(), fast.infer_shape(data=(1, 3, 227, 227))[0]))
+    count = sum(int(np.prod(s)) for n, s in shapes.items() if n not in ('data', 'softmax_label'))
+    assert count == {'alexnet': 62378344, 'alexnet-grouped': 60965224}[network]
+    # the inference paths' rewrite gives exactly the stock graph back
+    assert native_lrn_graph(fast).tojson() == native.tojson()
+    assert native_lrn_graph(native) is native
+
+
+def test_bad_lrn_is_a_usage_error():
+    with pytest.raises(ValueError, match="unknown LRN implementation 'cudnn'; choose one of fast"):
+        symbols.get_symbol('alexnet', lrn='cudnn')
+
+
+def _outputs(sym, arg_params, aux_params, data):
+    module = mx.mod.Module(sym, context=mx.cpu())
+    module.bind(data_shapes=[('data', data.shape)], label_shapes=[('softmax_label', (len(data),))],
+                for_training=False)
+    module.set_params(arg_params, aux_params)
+    module.forward(mx.io.DataBatch([mx.nd.array(data)], [mx.nd.zeros(len(data))]), is_train=False)
+    return module.get_outputs()[0].asnumpy()
+
+
+@pytest.mark.parametrize('trained_with, loaded_into', [('fast', 'native'), ('native', 'fast')])
+def test_checkpoints_load_across_implementations(tmp_path, trained_with, loaded_into):
+    """A checkpoint of a few SGD steps with one LRN loads with stock MXNet readers and, into
+    the other implementation's graph, gives the same outputs."""
+    shape, prefix = (3, 67, 67), str(tmp_path / 'run')
+    rng = np.random.RandomState(1)
+    data = rng.uniform(-2, 2, (4,) + shape).astype(np.float32) * 60
+    symbol = symbols.get_symbol('alexnet', 5, shape, dropout=0, lrn=trained_with)
+    module = mx.mod.Module(symbol, context=mx.cpu())
+    module.bind(data_shapes=[('data', data.shape)], label_shapes=[('softmax_label', (4,))])
+    mx.random.seed(0)
+    module.init_params(mx.init.Xavier())
+    module.init_optimizer(optimizer='sgd', optimizer_params=dict(learning_rate=0.01, momentum=0.9))
+    batch = mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array([0, 1, 2, 3])])
+    for _ in range(3):
+        module.forward_backward(batch)
+        module.update()
+    module.save_checkpoint(prefix, 1)
+    saved, arg_params, aux_params = mx.model.load_checkpoint(prefix, 1)
+    assert sorted(mx.mod.Module.load(prefix, 1)._arg_params) == sorted(arg_params)
+    assert saved.list_arguments() == symbol.list_arguments()
+    other = symbols.get_symbol('alexnet', 5, shape, dropout=0, lrn=loaded_into)
+    ours = _outputs(saved, arg_params, aux_params, data)
+    np.testing.assert_allclose(_outputs(other, arg_params, aux_params, data), ours, rtol=1e-5,
+                               atol=1e-7)
+    assert not np.allclose(ours, ours[:1])     # distinct outputs: a real comparison
