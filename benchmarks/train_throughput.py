@@ -46,7 +46,6 @@ import symbols  # noqa: E402
 from alexnet_mxnet.base.argtypes import POSITIVE, POSITIVE_INT, int_list  # noqa: E402
 from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
-from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
 FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile')

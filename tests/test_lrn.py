@@ -1,6 +1,7 @@
 """The fast LRN (symbols.lrn) is mx.sym.LRN: the same values and gradients, no parameter of its
 own, checkpoints interchangeable with the stock operator's."""
 import glob
+import json
 import os
 
 import cv2
@@ -119,3 +120,15 @@ def test_checkpoints_load_across_implementations(tmp_path, trained_with, loaded_
     np.testing.assert_allclose(_outputs(other, arg_params, aux_params, data), ours, rtol=1e-5,
                                atol=1e-7)
     assert not np.allclose(ours, ours[:1])     # distinct outputs: a real comparison
+
+
+@pytest.mark.parametrize('flag, stock_operators', [([], 0), (['--lrn', 'native'], 2)])
+def test_the_lrn_flag_reaches_the_training_graph(flag, stock_operators):
+    """train_imagenet.py builds its graph with --lrn: the stock operator only when asked."""
+    from alexnet_mxnet.train.fit import check_flags
+    from tests.fit_helpers import parse
+    plan = check_flags(parse(['--benchmark', '--network', 'alexnet', '--num-classes', 10]
+                             + flag))
+    ops = [node['op'] for node in json.loads(plan.symbol.tojson())['nodes']]
+    assert ops.count('LRN') == stock_operators
+    assert len(plan.symbol.list_arguments()) == 18    # the same parameters either way

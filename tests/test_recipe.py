@@ -3,7 +3,6 @@ an average of the weights (--model-ema) that is validated, checkpointed, scored 
 exactly, on one or two devices and under dist_sync; and the converter's held-out test split."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid

@@ -158,7 +158,8 @@ def check_flags(args):
                          'on the CPU')
     image_shape = symbols.resolve_image_shape(args.network, args.image_shape)
     symbol = symbols.get_symbol(args.network, args.num_classes, image_shape, dtype=args.dtype,
-                                dropout=args.dropout, label_smoothing=args.label_smoothing)
+                                dropout=args.dropout, label_smoothing=args.label_smoothing,
+                                lrn=args.lrn)
     return Plan(
         demo=demo, class_names=class_names, contexts=contexts, image_shape=image_shape,
         symbol=symbol, step_epochs=parse_epochs(args.lr_step_epochs),
