@@ -65,8 +65,8 @@ def build_parser():
     parser.add_argument('--image-shape', default='3,127,127', help='(default: %(default)s)')
     parser.add_argument('--resize', type=POSITIVE_INT, default=146,
                         help='shorter side of the stored images (default: %(default)s)')
-    parser.add_argument('--imagenette-epochs', type=POSITIVE_INT, default=32,
-                        help='(default: %(default)s; under 2 min each on 2 quiet cores)')
+    parser.add_argument('--imagenette-epochs', type=POSITIVE_INT, default=42,
+                        help='(default: %(default)s; about 80 s each on 2 quiet cores)')
     parser.add_argument('--hymenoptera-epochs', type=POSITIVE_INT, default=10,
                         help='(default: %(default)s)')
     parser.add_argument('--recipe-flags', default='', metavar='"FLAGS"',
