@@ -354,3 +354,35 @@ def test_gradient_compression_needs_a_kvstore_that_sends(kv_type, contexts):
     with pytest.raises(UsageError, match='--gc-type 2bit compresses what a kvstore sends: it '
                                          'needs --kv-store dist_sync'):
         create_kvstore(kv_type, contexts, '2bit', 0.5)
+
+
+@pytest.mark.slow
+def test_train_imagenet_compresses_gradients_when_asked(photos_rec, tmp_path):
+    """train_imagenet.py --gc-type 2bit on real photos: every worker's kvstore compresses (it
+    says so), the job trains and checkpoints, and the weights differ from the same job
+    uncompressed (2-bit values with the residual carried over are not the gradients)."""
+    weights = {}
+    for gc_type in ('none', '2bit'):
+        prefix = str(tmp_path / gc_type / 'alexnet')
+        tag = uuid.uuid4().hex
+        job = launch(['-n', '2', '-s', '1', '--timeout', '180'] + train_args(
+            photos_rec, prefix, '--num-epochs', '1', '--gc-type', gc_type), tag)
+        out, err = job.communicate(timeout=200)
+        assert job.returncode == 0, out + err
+        said = [line for line in out.splitlines()
+                if 'gradient compression 2bit, threshold 0.5' in line]
+        assert len(said) == (2 if gc_type == '2bit' else 0), out
+        assert not tagged_processes(tag)
+        weights[gc_type] = mx.model.load_checkpoint(prefix, 1)[1]['fc1_weight'].asnumpy()
+    assert np.all(np.isfinite(weights['2bit']))
+    assert not np.allclose(weights['2bit'], weights['none'])
+
+
+def test_gradient_compression_on_one_device_is_a_one_line_error(tmp_path):
+    result = subprocess.run([PY, os.path.join(REPO, 'train_imagenet.py'), '--benchmark',
+                             '--num-epochs', '1', '--gc-type', '2bit'], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'train_imagenet.py: error: --gc-type 2bit compresses what a kvstore sends: it needs '
+        '--kv-store dist_sync (or another dist_*), or several --gpus with --kv-store device']

@@ -108,7 +108,8 @@ def fit(args):
         return finished
     with StopRequest() as stop:
         plan = check_flags(args)
-        kv = create_kvstore(args.kv_store, plan.contexts)  # dist_*: joins the job, learns rank
+        # dist_*: joins the job and learns its rank
+        kv = create_kvstore(args.kv_store, plan.contexts, args.gc_type, args.gc_threshold)
         stop.check()
         rank, num_workers = worker_of(kv)
         log_rank(rank, num_workers)
