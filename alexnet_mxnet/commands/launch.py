@@ -42,8 +42,8 @@ def build_parser():
                         help='local: every process on this machine over loopback; ssh: servers '
                              'and workers round-robin over the hosts of -H; slurm: one srun step '
                              'over the nodes of the allocation this runs in; mpi: one MPMD '
-                             'mpirun (Open MPI) over the hosts of -H (default: ssh when -H is '
-                             'given, else local)')
+                             'mpirun (Open MPI only) over the hosts of -H, or this machine '
+                             '(default: ssh when -H is given, else local)')
     parser.add_argument('-H', '--hostfile',
                         help='ssh: a file with one host (host, user@host or host:sshport) per '
                              'line; mpi: mpirun\'s hostfile (host slots=N per line)')
@@ -53,13 +53,16 @@ def build_parser():
                         help='stop the whole job after this many seconds, exit status 124 '
                              '(default: no limit)')
     parser.add_argument('--grace', type=NON_NEGATIVE, default=5.0, metavar='SECONDS',
-                        help='after a process fails, how long the others get to exit after '
-                             'SIGTERM before SIGKILL; a failure ends the job within about this '
-                             'long (default: %(default)s)')
+                        help='how long a process gets to exit after SIGTERM before SIGKILL: after '
+                             'a failure (which ends the job within about this long), and for a '
+                             'trainer told to stop, to save its checkpoint (default: %(default)s)')
     parser.add_argument('--max-restarts', type=NON_NEGATIVE_INT, default=0, metavar='N',
-                        help='after a failure, run the whole job again, up to N times (not after '
-                             'a usage error, exit status 2); give the trainer --load-epoch auto '
-                             'so that it resumes (default: %(default)s)')
+                        help='after a failure (a process exiting non-zero or killed), run the '
+                             'whole job again, up to N times, logging each restart with its '
+                             'cause; not after a usage error (exit status 2), --timeout, or a '
+                             'stop (Ctrl-C or SIGTERM to launch.py, a stop signal from Slurm). '
+                             'Give the trainer --load-epoch auto so that each run resumes from '
+                             'the newest checkpoint (default: %(default)s)')
     parser.add_argument('--env', action='append', default=[], metavar='VAR:value',
                         help='set an environment variable in every process (repeatable)')
     parser.add_argument('--env-server', action='append', default=[], metavar='VAR:value',
@@ -67,8 +70,9 @@ def build_parser():
     parser.add_argument('--env-worker', action='append', default=[], metavar='VAR:value',
                         help='set an environment variable in the workers')
     parser.add_argument('--python', default=sys.executable,
-                        help='interpreter with mxnet that runs the scheduler and servers '
-                             '(default: this one, %(default)s; the same path on every host)')
+                        help='interpreter with mxnet that runs the scheduler and servers and, '
+                             'for slurm and mpi, every task\'s wrapper (so it needs this package '
+                             'too) (default: this one, %(default)s; the same path on every host)')
     remote = parser.add_argument_group('ssh, slurm and mpi launchers')
     remote.add_argument('--interface', default=None,
                         help='network interface ps-lite uses on every host (DMLC_INTERFACE, '
