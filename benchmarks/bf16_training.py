@@ -74,7 +74,9 @@ SGD = dict(momentum=0.9, wd=5e-4)
 def bf16_training_graph(sym, ops=('Convolution',)):
     """``sym`` with the operators ``ops`` (and the ``FOLLOW_OPS`` after them) computing in
     bfloat16: an ``amp_cast`` on every edge where the dtype changes (weights included: they stay
-    float32 arguments). The arguments, outputs and parameter names are ``sym``'s."""
+    float32 arguments). The arguments, outputs and parameter names are ``sym``'s; ``tojson()``
+    and ``save()`` leave the casts out (MXNet's ``remove_amp_cast=True``), so the graph a
+    checkpoint saves is ``sym`` itself."""
     graph = json.loads(sym.tojson())
     old = graph['nodes']
     nodes, moved, dtype, casts = [], {}, {}, {}
