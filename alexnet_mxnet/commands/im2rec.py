@@ -8,7 +8,6 @@ from alexnet_mxnet.data.im2rec import convert
 
 def build_parser():
     parser = OneLineErrorParser(
-        prog='python im2rec.py',
         description='Convert images to MXNet RecordIO (.lst/.rec/.idx per split), with a label '
                     'map PREFIX_labels.txt and a report of skipped bad files PREFIX_skipped.txt.')
     parser.add_argument('source', metavar='SOURCE',
