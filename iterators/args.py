@@ -36,8 +36,9 @@ def add_normalize_args(parser, from_checkpoint=False):
                                else ','.join(map(str, MEAN_RGB))))
     group.add_argument('--rgb-std', type=rgb_std, default=None, metavar='R,G,B',
                        help='per-channel std to divide by after the mean, e.g. %s (default: %s)'
-                            % (','.join(map(str, STD_RGB)), "the checkpoint's sidecar"
-                               if from_checkpoint else 'none, as in AlexNet'))
+                            % (','.join(map(str, STD_RGB)),
+                               "the checkpoint's sidecar; without one it must be given, and 1,1,1 "
+                               "means none" if from_checkpoint else 'none, as in AlexNet'))
     return group
 
 

@@ -4,12 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from alexnet_mxnet.base.cli import run_cli
 from alexnet_mxnet.base.errors import UsageError
 from tests.conftest import REPO
+from tests.fit_helpers import TAG, tagged_processes
 
 
 def _run(main, capsys):
@@ -83,24 +85,34 @@ STOPPABLE = ('import signal, sys, time\nfrom alexnet_mxnet.base.cli import run_c
              'raise SystemExit(run_cli(main))')
 
 
+def _stoppable(clean_up_seconds):
+    """``STOPPABLE`` as a child whose environment is tagged with ``proc.tag``."""
+    tag = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, '-c', STOPPABLE % clean_up_seconds], cwd=REPO,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **{TAG: tag}))
+    proc.tag = tag
+    return proc
+
+
 @pytest.mark.parametrize('signum,word', [(signal.SIGINT, 'interrupted'),
                                          (signal.SIGTERM, 'terminated')])
 def test_a_signal_runs_the_clean_up_then_ends_in_one_line(signum, word):
-    proc = subprocess.Popen([sys.executable, '-c', STOPPABLE % '0'], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _stoppable('0')
     assert proc.stdout.readline() == 'working\n'
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert out == 'cleaning up\n'
     assert proc.returncode == 128 + signum and err == '-c: error: %s\n' % word
+    assert tagged_processes(proc.tag) == []
 
 
 def test_a_second_signal_during_the_clean_up_ends_at_once():
-    proc = subprocess.Popen([sys.executable, '-c', STOPPABLE % '60'], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _stoppable('60')
     assert proc.stdout.readline() == 'working\n'
     proc.send_signal(signal.SIGINT)
     assert proc.stdout.readline() == 'cleaning up\n'
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)          # not the 60 s clean-up
     assert proc.returncode == 130 and err == '-c: error: interrupted\n'
+    assert tagged_processes(proc.tag) == []

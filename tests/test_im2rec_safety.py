@@ -7,10 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
+import mxnet as mx
 import pytest
 
 from tests.conftest import REPO
+from tests.fit_helpers import TAG, tagged_processes
 from alexnet_mxnet.data.im2rec import convert
 from alexnet_mxnet.data.sources import read_class_folders
 
@@ -170,11 +173,15 @@ def _no_process_left_behind():
 
 
 def _start(source, prefix, *extra):
+    """``im2rec.py`` with 2 workers; its environment is tagged with ``proc.tag``, so every
+    descendant can be found (``_left_behind``)."""
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    tag = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'im2rec.py'), '--no-progress', str(source),
                              prefix, '--workers', '2'] + list(extra), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=dict(os.environ, **{TAG: tag}))
+    proc.tag = tag
     _STARTED.append(proc)
     return proc
 
@@ -197,11 +204,14 @@ def _mid_run(proc, folder, timeout=60):
     pytest.fail('the conversion did not start writing within %d s' % timeout)
 
 
-def _gone_soon(pids, seconds=5):
+def _left_behind(proc, seconds=5):
+    """The PIDs of ``proc``'s descendants still alive ``seconds`` after it ended (workers die
+    with it through PR_SET_PDEATHSIG, a moment later). Called before the clean-up fixture's
+    SIGKILL, which would hide them."""
     deadline = time.time() + seconds
-    while time.time() < deadline and any(map(_alive, pids)):
+    while time.time() < deadline and tagged_processes(proc.tag):
         time.sleep(0.05)
-    return [pid for pid in pids if _alive(pid)]
+    return tagged_processes(proc.tag)
 
 
 def _finish(proc, timeout=60):
@@ -216,39 +226,40 @@ def _finish(proc, timeout=60):
 def test_sigterm_stops_like_ctrl_c(big_source, tmp_path):
     folder = str(tmp_path / 'out')
     proc = _start(big_source, os.path.join(folder, 'p'))
-    workers = _mid_run(proc, folder)
+    _mid_run(proc, folder)
     proc.send_signal(signal.SIGTERM)
     _, err = _finish(proc)
     assert proc.returncode == 143
     assert err == 'im2rec.py: error: terminated\n'
-    assert _gone_soon(workers) == []
+    assert _left_behind(proc) == []
     assert os.listdir(folder) == []
 
 
 def test_a_second_ctrl_c_is_still_one_line(big_source, tmp_path):
     folder = str(tmp_path / 'out')
     proc = _start(big_source, os.path.join(folder, 'p'))
-    workers = _mid_run(proc, folder)
+    _mid_run(proc, folder)
     for _ in range(2):       # as a terminal does: to the whole process group
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.01)
     _, err = _finish(proc)
     assert proc.returncode == 130 and err == 'im2rec.py: error: interrupted\n'
-    assert _gone_soon(workers) == []
+    assert _left_behind(proc) == []
     assert os.listdir(folder) == []
 
 
 def test_sigkill_leaves_no_worker_and_the_next_run_removes_its_temporaries(big_source, tmp_path):
     folder = str(tmp_path / 'out')
     proc = _start(big_source, os.path.join(folder, 'p'))
-    workers = _mid_run(proc, folder)
+    _mid_run(proc, folder)
     proc.kill()
     _finish(proc)
-    assert _gone_soon(workers) == []
+    assert _left_behind(proc) == []
     assert _partials(folder)                 # a killed process cannot clean up after itself
     again = _start(big_source, os.path.join(folder, 'p'), '--resize', '16')
     _, err = _finish(again)
     assert again.returncode == 0, err
+    assert _left_behind(again) == []
     assert _partials(folder) == []
     assert sorted(os.listdir(folder)) == ['p.idx', 'p.lst', 'p.rec', 'p_labels.txt']
 
@@ -264,6 +275,18 @@ def test_a_second_conversion_into_the_same_prefix_is_refused(big_source, tmp_pat
     out, err = _finish(first)
     assert first.returncode == 0, err
     assert 'all: %d records' % _count(big_source) in out
+    assert _left_behind(second) == [] and _left_behind(first) == []
+    # The first conversion's files are whole and its own: every record read back through the
+    # index is an image at its --resize 64 (the refused second asked for 32).
+    prefix = os.path.join(folder, 'p')
+    reader = mx.recordio.MXIndexedRecordIO(prefix + '.idx', prefix + '.rec', 'r')
+    try:
+        assert len(reader.keys) == _count(big_source)
+        for key in reader.keys:
+            _, image = mx.recordio.unpack_img(reader.read_idx(key))
+            assert min(image.shape[:2]) == 64, (key, image.shape)
+    finally:
+        reader.close()
 
 
 def test_a_file_that_appears_meanwhile_is_not_overwritten(big_source, tmp_path):
@@ -289,3 +312,4 @@ def test_a_worker_killed_mid_run_costs_one_image_not_the_run(big_source, tmp_pat
     with open(os.path.join(folder, 'p_skipped.txt'), encoding='utf-8') as handle:
         (line,) = handle.read().splitlines()
     assert line.split('\t')[1].startswith('the worker decoding it died (SIGKILL)')
+    assert _left_behind(proc) == []

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import mxnet as mx
 import numpy as np
@@ -19,6 +20,7 @@ from alexnet_mxnet.base.cli import run_cli
 from alexnet_mxnet.inference import model
 from iterators import MEAN_RGB
 from tests.conftest import REPO, without_root_file_access
+from tests.fit_helpers import TAG, tagged_processes
 
 pytestmark = pytest.mark.slow
 
@@ -166,20 +168,54 @@ def test_full_disk_prints_the_accuracy_then_one_line(ckpt, small_disk):
 
 # --- 3. no sidecar: the normalisation is not guessed ---------------------------------------
 
-def test_without_sidecar_image_shape_and_mean_must_be_given(ckpt, tmp_path, capfd):
+def test_without_sidecar_the_whole_preprocessing_must_be_given(ckpt, tmp_path, capfd):
     stock = _copy_checkpoint(ckpt, tmp_path / 'stock', sidecar=False)
     mean = ','.join(map(str, MEAN_RGB))
-    for flags in ([], ['--image-shape', '3,67,67'], ['--network', 'alexnet'], ['--rgb-mean', mean]):
-        status, _, err = _cli(capfd, score.main, '--model-prefix', stock,
-                              *_score_args(ckpt, tmp_path), *flags)
-        _assert_one_line_error(status, err, 'no sidecar', '--image-shape', '--rgb-mean',
-                               '--rgb-std')
-    status, _, err = _cli(capfd, export.main, '--model-prefix', stock, '--image-shape', '3,67,67')
-    _assert_one_line_error(status, err, 'no sidecar')
-    given = score.main(['--model-prefix', stock, '--image-shape', '3,67,67', '--rgb-mean', mean]
+    shape_and_mean = ['--image-shape', '3,67,67', '--rgb-mean', mean]
+    # Each case: the flags given, then the flags the message must ask to add.
+    for flags, missing in (([], '--image-shape C,H,W, --rgb-mean R,G,B and --rgb-std R,G,B'),
+                           (['--image-shape', '3,67,67'], '--rgb-mean R,G,B and --rgb-std R,G,B'),
+                           (['--network', 'alexnet'], '--image-shape C,H,W, --rgb-mean R,G,B'),
+                           (['--rgb-mean', mean], '--image-shape C,H,W and --rgb-std R,G,B'),
+                           # Scoring without a std when training may have used one would be
+                           # a silent wrong answer.
+                           (shape_and_mean, 'add --rgb-std R,G,B as in training')):
+        status, out, err = _cli(capfd, score.main, '--model-prefix', stock,
+                                *_score_args(ckpt, tmp_path), *flags)
+        _assert_one_line_error(status, err, 'no sidecar', missing, '--rgb-std 1,1,1')
+        assert out == ''
+    for flags in (['--image-shape', '3,67,67'], shape_and_mean):
+        status, _, err = _cli(capfd, export.main, '--model-prefix', stock, *flags)
+        _assert_one_line_error(status, err, 'no sidecar', '--rgb-std R,G,B')
+    # --rgb-std 1,1,1 means none: the fixture's run divided by no std.
+    given = score.main(['--model-prefix', stock, *shape_and_mean, '--rgb-std', '1,1,1']
                        + _score_args(ckpt, tmp_path))
     recorded = score.main(['--model-prefix', ckpt.prefix] + _score_args(ckpt, tmp_path))
     np.testing.assert_allclose(given.top_probs, recorded.top_probs, atol=1e-6)
+    divided = score.main(['--model-prefix', stock, *shape_and_mean, '--rgb-std', '58,57,57']
+                         + _score_args(ckpt, tmp_path))
+    assert np.abs(divided.top_probs - recorded.top_probs).max() > 1e-3
+
+
+def test_without_sidecar_predict_needs_the_whole_preprocessing(ckpt, tmp_path, capfd):
+    stock = _copy_checkpoint(ckpt, tmp_path / 'stock', sidecar=False)
+    photo_dir = os.path.join(ckpt.val_folder, sorted(os.listdir(ckpt.val_folder))[0])
+    shape_and_mean = ['--image-shape', '3,67,67', '--rgb-mean', ','.join(map(str, MEAN_RGB))]
+    for flags, missing in (([], '--image-shape C,H,W, --rgb-mean R,G,B and --rgb-std R,G,B'),
+                           (shape_and_mean, 'add --rgb-std R,G,B as in training')):
+        status, out, err = _cli(capfd, predict.main, '--model-prefix', stock, photo_dir,
+                                '--json', '--no-progress', *flags)
+        _assert_one_line_error(status, err, 'no sidecar', missing, '--rgb-std 1,1,1')
+        assert out == ''
+    answers = []
+    for flags in (['--model-prefix', stock, *shape_and_mean, '--rgb-std', '1,1,1'],
+                  ['--model-prefix', ckpt.prefix]):
+        status, out, err = _cli(capfd, predict.main, *flags, photo_dir, '--json', '--no-progress')
+        assert status == 0, err
+        answers.append([[(t['class'], t['probability']) for t in p['top']]
+                        for p in json.loads(out)['predictions']])
+    assert len(answers[0]) == 3          # the names differ: the sidecar holds them
+    np.testing.assert_allclose(answers[0], answers[1], atol=1e-6)
 
 
 # --- 4. broken records and checkpoint files ------------------------------------------------
@@ -346,9 +382,11 @@ def test_export_bad_flags_and_outputs_are_one_line_errors(ckpt, tmp_path, capfd)
 
 def _interrupt_when_scoring(args):
     """Start score.py with its progress bar, send Ctrl-C once it has scored images:
-    ``(exit status, stderr)``."""
+    ``(exit status, stderr)``. Nothing of score.py may be left afterwards."""
+    tag = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, 'score.py'] + [str(a) for a in args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **{TAG: tag}),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.set_blocking(proc.stderr.fileno(), False)
     seen, deadline = b'', time.time() + 60
@@ -362,6 +400,7 @@ def _interrupt_when_scoring(args):
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
+        assert tagged_processes(tag) == []     # checked before the kill below could hide one
     finally:
         proc.kill()
     os.set_blocking(proc.stderr.fileno(), True)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -20,6 +21,7 @@ from alexnet_mxnet.tools.launch_ssh import Host, parse_hostfile, ssh_job
 from alexnet_mxnet.tools.launcher import TASK_REPORT, LineSplitter, run_job, run_with_restarts
 from alexnet_mxnet.tools.roles import SERVER_CODE, Proc, parse_env_pairs
 from tests.conftest import REPO
+from tests.fit_helpers import TAG, tagged_processes
 
 PY = sys.executable
 
@@ -36,8 +38,10 @@ def alive(pid):
         return False
 
 
-def proc(role, index, code, tmp_path=None):
-    return Proc(role, index, [PY, '-c', code], dict(os.environ), str(tmp_path) if tmp_path else None)
+def proc(role, index, code, tmp_path=None, tag=None):
+    """A job process running ``code``; ``tag`` marks its environment (``tagged_processes``)."""
+    env = dict(os.environ, **({TAG: tag} if tag else {}))
+    return Proc(role, index, [PY, '-c', code], env, str(tmp_path) if tmp_path else None)
 
 
 def run(procs, **kwargs):
@@ -186,11 +190,14 @@ def test_first_failure_stops_everything_in_bounded_time(tmp_path):
 
 
 def test_killed_child_reports_the_signal():
-    code, _, log, _ = run([proc('scheduler', 0, 'import time; time.sleep(600)'),
-                           proc('worker', 0, 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)')],
+    tag = uuid.uuid4().hex
+    code, _, log, _ = run([proc('scheduler', 0, 'import time; time.sleep(600)', tag=tag),
+                           proc('worker', 0, 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)',
+                                tag=tag)],
                           grace=1)
     assert code == 128 + signal.SIGKILL
     assert log == ['error: worker 0 was killed by SIGKILL; stopping the job']
+    assert tagged_processes(tag) == []             # the scheduler was stopped too
 
 
 def test_server_exiting_while_workers_run_is_a_failure():

@@ -132,21 +132,17 @@ def _check_recorded(prefix, epoch):
 def load_model(prefix, params_file, *, network=None, num_classes=None, image_shape=None, dtype=None,
                mean_rgb=None, std_rgb=None, class_names=None):
     """The checkpoint with its preprocessing: keyword arguments that are not ``None`` override
-    the sidecar; without a sidecar ``image_shape`` and ``mean_rgb`` are required.
+    the sidecar; without a sidecar ``image_shape``, ``mean_rgb`` and ``std_rgb`` are required.
     ``network``/``dtype`` rebuild the graph from the registry (e.g. float16 on a GPU) with the
     checkpoint's parameters; ``num_classes`` is checked against them."""
     meta = checkpoint.read_sidecar(prefix)
     shape = image_shape or meta.get('image_shape')
     mean = mean_rgb if mean_rgb is not None else meta.get('mean_rgb')
-    if shape is None or mean is None:
-        # A guess (the network's default size, the ImageNet mean, no std) would give
-        # plausible but wrong probabilities: the user must say how training prepared images.
-        sidecar = checkpoint.sidecar_path(prefix)
-        lacking = ('%s has no sidecar %s' % (prefix, sidecar) if not meta
-                   else 'the sidecar %s lacks image_shape or mean_rgb' % sidecar)
-        raise UsageError('%s, so how its images were prepared is unknown: give --image-shape '
-                         'C,H,W and --rgb-mean R,G,B as in training (and --rgb-std R,G,B if '
-                         'training used one)' % lacking)
+    std = std_rgb if std_rgb is not None else meta.get('std_rgb')
+    # A sidecar records "no std" as std_rgb null: a missing key says nothing.
+    _check_preprocessing_stated(prefix, meta, dict(
+        image_shape=shape is not None, mean_rgb=mean is not None,
+        std_rgb=std_rgb is not None or 'std_rgb' in meta))
     rebuild = network is not None or dtype is not None
     network = network or meta.get('network')
     sym, arg_params, aux_params = _load_files(prefix, params_file, network)
@@ -167,9 +163,29 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     if len(names) != saved_classes:
         raise UsageError('%d class names given for a checkpoint with %d classes'
                          % (len(names), saved_classes))
-    std = std_rgb if std_rgb is not None else meta.get('std_rgb')
     return LoadedModel(sym, arg_params, aux_params, prefix, params_file, network, saved_classes, shape,
                        tuple(mean), tuple(std) if std else None, list(names), graph_dtype(sym))
+
+
+# What inference must know of how training prepared the images: sidecar key, flag.
+PREPROCESSING = (('image_shape', '--image-shape C,H,W'), ('mean_rgb', '--rgb-mean R,G,B'),
+                 ('std_rgb', '--rgb-std R,G,B'))
+
+
+def _check_preprocessing_stated(prefix, meta, stated):
+    """Refuse unless each of ``PREPROCESSING`` is given or recorded (``stated``: key -> bool):
+    a guess (the network's default size, the ImageNet mean, no std) would give plausible but
+    wrong probabilities, so the user must say how training prepared the images."""
+    missing = [(key, flag) for key, flag in PREPROCESSING if not stated[key]]
+    if not missing:
+        return
+    sidecar = checkpoint.sidecar_path(prefix)
+    lacking = ('%s has no sidecar %s' % (prefix, sidecar) if not meta else
+               'the sidecar %s does not record %s' % (sidecar, ', '.join(k for k, _ in missing)))
+    flags = [flag for _, flag in missing]
+    wanted = ' and '.join(filter(None, [', '.join(flags[:-1]), flags[-1]]))
+    raise UsageError('%s, so how its images were prepared is unknown: add %s as in training '
+                     '(--rgb-std 1,1,1 if training divided by no std)' % (lacking, wanted))
 
 
 def load_from_args(args):
