@@ -18,6 +18,7 @@ import pytest
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.tools.launch_local import local_job
 from alexnet_mxnet.tools.launch_ssh import Host, parse_hostfile, ssh_job
+from alexnet_mxnet.tools.mpi import mpi_job
 from alexnet_mxnet.tools.launcher import TASK_REPORT, LineSplitter, run_job, run_with_restarts
 from alexnet_mxnet.tools.roles import SERVER_CODE, Proc, parse_env_pairs
 from tests.conftest import REPO
@@ -457,3 +458,18 @@ def test_killing_the_launcher_stops_workers_behind_a_wrapper(tmp_path, wrapper):
     while any(alive(pid) for pid in job) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in job if alive(pid)]
+
+
+def test_mpi_in_a_slurm_allocation_of_several_nodes_needs_a_hostfile(monkeypatch, tmp_path):
+    """Open MPI would put the ranks on the allocation's nodes while the scheduler's address
+    said this machine: a hang, refused before anything starts."""
+    monkeypatch.setenv('SLURM_JOB_NUM_NODES', '4')
+    with pytest.raises(UsageError, match=r'^--launcher mpi in a Slurm allocation of 4 nodes '
+                                         r'needs -H HOSTFILE \(its first host runs the '
+                                         r'scheduler\); or use --launcher slurm$'):
+        mpi_job(2, 1, ['python', 'train_imagenet.py'])
+    hostfile = tmp_path / 'hosts'
+    hostfile.write_text('node1 slots=2\nnode2 slots=2\n')
+    argv = mpi_job(2, 1, ['python', 'train_imagenet.py'], hostfile=str(hostfile),
+                   root_uri='10.0.0.1')[0].argv
+    assert argv[:5] == ['mpirun', '--map-by', 'node', '--hostfile', str(hostfile)]

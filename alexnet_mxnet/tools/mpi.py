@@ -39,6 +39,12 @@ def mpi_job(num_workers, num_servers, command, *, hostfile=None, port=None, env=
     scheduler's address is the first host's (on ``interface`` when that is this machine), or
     ``root_uri``. ``launcher_args``: more mpirun options, e.g. ``--oversubscribe``."""
     check_counts(num_workers, num_servers, command)
+    nodes = os.environ.get('SLURM_JOB_NUM_NODES', '1')
+    if not hostfile and not root_uri and nodes != '1':
+        # Open MPI would place the ranks on the allocation's nodes while the scheduler's
+        # address said this machine: the workers would wait for it forever.
+        raise UsageError('--launcher mpi in a Slurm allocation of %s nodes needs -H HOSTFILE '
+                         '(its first host runs the scheduler); or use --launcher slurm' % nodes)
     first = mpi_hosts(hostfile)[0] if hostfile else 'localhost'
     root_uri = root_uri or host_address(first, interface)
     shape = dict(num_workers=num_workers, num_servers=num_servers, root_uri=root_uri,
