@@ -1,5 +1,6 @@
 """Tiny real-photo RecordIO files, flag lists and child-process helpers shared by the training
 tests."""
+import csv
 import glob
 import os
 import queue
@@ -8,6 +9,8 @@ import sys
 import threading
 import time
 import uuid
+
+import numpy as np
 
 from tests.conftest import REPO
 
@@ -35,6 +38,19 @@ def tiny_photo_records(datasets_dir, out_dir, per_class=12):
     result = convert(source, os.path.join(out_dir, 'tiny'), val_ratio=0.25, resize=72,
                      progress=False, num_workers=1)
     return result.records['train'], result.records['val']
+
+
+def assert_same_params(a, b, atol=1e-6):
+    """Two ``{name: numpy array}`` dicts hold the same names and values."""
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=atol, err_msg=name)
+
+
+def metrics_rows(prefix):
+    """The rows of a run's metrics CSV, as dicts."""
+    with open(prefix + '-metrics.csv') as handle:
+        return list(csv.DictReader(handle))
 
 
 def parse(flags):

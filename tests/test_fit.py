@@ -1,6 +1,5 @@
 """alexnet_mxnet.train.fit on tiny real-photo RecordIO files: device split, exact resume, the files a run
 leaves (read back with stock MXNet), the NaN guard."""
-import csv
 import json
 import os
 import shutil
@@ -11,7 +10,8 @@ import pytest
 
 from alexnet_mxnet.train.callbacks import Diverged
 from alexnet_mxnet.train.fit import fit
-from tests.fit_helpers import QUICK, parse, run_train, tiny_photo_records
+from tests.fit_helpers import (QUICK, assert_same_params, metrics_rows, parse, run_train,
+                               tiny_photo_records)
 
 STEP = ['--lr-step-epochs', '2', '--lr-factor', '0.1']
 
@@ -32,17 +32,6 @@ def _params(prefix, epoch):
     return {k: v.asnumpy() for k, v in dict(arg, **aux).items()}
 
 
-def _assert_same(a, b, atol):
-    assert sorted(a) == sorted(b)
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=atol, err_msg=name)
-
-
-def _rows(prefix):
-    with open(prefix + '-metrics.csv') as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture(scope='module')
 def full_run(records, tmp_path_factory):
     """Three uninterrupted epochs, lr divided by 10 after epoch 2."""
@@ -61,7 +50,7 @@ def test_two_cpu_contexts_match_one(records, tmp_path, monkeypatch):
         monkeypatch.setenv('MXNET_UPDATE_ON_KVSTORE', on_kvstore)
         two = str(tmp_path / ('kv' + on_kvstore))
         _train(records, two, '--num-epochs', '1', '--cpus', '2', '--kv-store', 'local')
-        _assert_same(_params(one, 1), _params(two, 1), atol=1e-6)
+        assert_same_params(_params(one, 1), _params(two, 1), atol=1e-6)
         saved = json.load(open(two + '-meta.json'))['checkpoints']['1']
         assert saved['num_update'] == 3 and saved['state_copies'] == copies
 
@@ -76,8 +65,8 @@ def test_resume_reproduces_uninterrupted_run(records, full_run, tmp_path):
         if name.startswith('part-') and not name.endswith('.states'):
             shutil.copyfile(str(tmp_path / name), str(tmp_path / name.replace('part', 'blind')))
     _train(records, part, '--num-epochs', '3', '--load-epoch', '2', *STEP)
-    _assert_same(_params(full_run, 3), _params(part, 3), atol=1e-6)
-    full_rows, part_rows = _rows(full_run), _rows(part)
+    assert_same_params(_params(full_run, 3), _params(part, 3), atol=1e-6)
+    full_rows, part_rows = metrics_rows(full_run), metrics_rows(part)
     assert [r['epoch'] for r in part_rows] == ['1', '2', '3']
     assert float(full_rows[2]['lr']) == float(part_rows[2]['lr']) == pytest.approx(0.001)
     assert float(part_rows[1]['lr']) == pytest.approx(0.01)
@@ -102,7 +91,7 @@ def test_checkpoint_files_load_with_stock_mxnet(full_run):
     assert meta['network'] == 'alexnet' and meta['num_classes'] == 2
     assert meta['image_shape'] == [3, 67, 67] and meta['class_names'] == ['ants', 'bees']
     assert meta['epoch'] == 3 and len(meta['mean_rgb']) == 3 and len(meta['std_rgb']) == 3
-    rows = _rows(full_run)
+    rows = metrics_rows(full_run)
     best = max(rows, key=lambda r: (float(r['val_top1']), -int(r['epoch'])))
     assert meta['best_epoch'] == int(best['epoch'])
     assert meta['best_val_top1'] == pytest.approx(float(best['val_top1']))

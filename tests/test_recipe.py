@@ -22,7 +22,8 @@ from alexnet_mxnet.train.ema import ModelEMA
 from alexnet_mxnet.train.fit import check_flags, fit, prepare
 from iterators.mixing import soft_targets
 from tests.conftest import REPO
-from tests.fit_helpers import QUICK, TAG, parse, tagged_processes, tiny_photo_records
+from tests.fit_helpers import (QUICK, TAG, assert_same_params, metrics_rows, parse,
+                               tagged_processes, tiny_photo_records)
 
 SHAPE = (3, 67, 67)
 # Every recipe flag at once: what the exact-resume and dist_sync tests replay.
@@ -43,18 +44,6 @@ def _args(records, prefix, *flags):
 
 def _params(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
-
-
-def _assert_same(a, b, atol=1e-6):
-    assert sorted(a) == sorted(b)
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=atol, err_msg=name)
-
-
-def _rows(prefix):
-    import csv
-    with open(prefix + '-metrics.csv') as handle:
-        return list(csv.DictReader(handle))
 
 
 # ------------------------------------------------------------------ label smoothing
@@ -169,14 +158,14 @@ def test_ema_is_validated_checkpointed_and_scored(records, ema_run):
     assert max(np.abs(raw[k] - averaged[k]).max() for k in raw) > 1e-4
     held = dict({'arg:' + k: v.asnumpy() for k, v in ema_run.ema.arg_params.items()},
                 **{'aux:' + k: v.asnumpy() for k, v in ema_run.ema.aux_params.items()})
-    _assert_same(averaged, held, atol=0)
+    assert_same_params(averaged, held, atol=0)
     meta = ckpt.read_sidecar(prefix)
     assert meta['checkpoints']['2']['ema'] == 'full-0002-ema.params'
     assert meta['train_metrics'] == ("train top-k: against each image's dominant label; train "
                                      "cross-entropy: against its mixed, smoothed target")
 
     # The val loss the run logged for the average is the scorer's on the saved file.
-    row = _rows(prefix)[-1]
+    row = metrics_rows(prefix)[-1]
     loaded = model.load_model(*model.resolve_checkpoint(prefix, ema=True))
     assert loaded.params_file == prefix + '-0002-ema.params'
     scored = scoring.score(loaded, records[1], 8, progress=False)
@@ -190,8 +179,8 @@ def test_ema_is_validated_checkpointed_and_scored(records, ema_run):
     best = meta['best_epoch']
     source = ('%s-%04d-ema.params' if meta['best_weights'] == 'ema' else '%s-%04d.params') % (
         prefix, best)
-    _assert_same(_params(ckpt.best_params_path(prefix)), _params(source), atol=0)
-    scores = [max(float(r['val_top1']), float(r['val_ema_top1'])) for r in _rows(prefix)]
+    assert_same_params(_params(ckpt.best_params_path(prefix)), _params(source), atol=0)
+    scores = [max(float(r['val_top1']), float(r['val_ema_top1'])) for r in metrics_rows(prefix)]
     assert meta['best_val_top1'] == pytest.approx(max(scores))
 
 
@@ -205,9 +194,9 @@ def test_resume_continues_every_recipe_flag_exactly(records, ema_run, tmp_path):
     fit(_args(records, part, '--num-epochs', '2', '--load-epoch', '1', '--mixup-off-epochs',
               '1', '--cpus', '2', *RECIPE))
     full = ema_run.prefix
-    _assert_same(_params(ckpt.params_path(full, 2)), _params(ckpt.params_path(part, 2)))
-    _assert_same(_params(full + '-0002-ema.params'), _params(part + '-0002-ema.params'))
-    assert [r['val_ema_loss'] for r in _rows(full)] == [r['val_ema_loss'] for r in _rows(part)]
+    assert_same_params(_params(ckpt.params_path(full, 2)), _params(ckpt.params_path(part, 2)))
+    assert_same_params(_params(full + '-0002-ema.params'), _params(part + '-0002-ema.params'))
+    assert [r['val_ema_loss'] for r in metrics_rows(full)] == [r['val_ema_loss'] for r in metrics_rows(part)]
 
     # A checkpoint without its average cannot continue one.
     os.remove(part + '-0001-ema.params')
@@ -231,7 +220,7 @@ def test_recipe_flags_under_dist_sync(records, tmp_path):
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not tagged_processes(tag)
-    rows = _rows(prefix)
+    rows = metrics_rows(prefix)
     assert [r['epoch'] for r in rows] == ['1'] and rows[0]['val_ema_top1']
     averaged = _params(prefix + '-0001-ema.params')
     raw = _params(ckpt.params_path(prefix, 1))
