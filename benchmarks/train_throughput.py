@@ -50,6 +50,7 @@ from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
 FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile')
 SPEED = re.compile(r'Speed: ([0-9.]+) samples/sec')
+ALL_CORES = range(os.cpu_count() or 1)
 CHILD_TIMEOUT = 3600          # seconds: one process, generous for torch.compile on 2 cores
 
 
@@ -187,7 +188,10 @@ def measure(args, framework, batch_size, rec=None):
     if rec:
         command += ['--rec', rec]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        # Every core for the child: this process's OpenMP (MXNet, imported above) may have
+        # pinned its thread to one core (OMP_PROC_BIND), and a child inherits that mask.
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+                              preexec_fn=lambda: os.sched_setaffinity(0, ALL_CORES))
     except subprocess.TimeoutExpired:
         return [], '%s batch %d: no result within %d s' % (framework, batch_size, CHILD_TIMEOUT)
     lines = proc.stdout.strip().splitlines()
