@@ -60,7 +60,9 @@ def format_summary(rows):
 
 
 def network_summary(network='alexnet', num_classes=1000, image_shape=None, dtype='float32'):
-    """Rows for a registered network at ``image_shape`` (default: the network's own)."""
+    """Rows for a registered network at ``image_shape`` (default: the network's own); LRN is
+    one row, the stock operator, whichever implementation trains."""
     shape = symbols.resolve_image_shape(network, image_shape)
-    sym = symbols.get_symbol(network, num_classes=num_classes, image_shape=shape, dtype=dtype)
+    sym = symbols.get_symbol(network, num_classes=num_classes, image_shape=shape, dtype=dtype,
+                             lrn='native')
     return summarize(sym, (1,) + tuple(shape))
