@@ -63,7 +63,8 @@ BF16 = 'bfloat16'
 # bf16. FullyConnected works but its weight gradient is ~6x slower than float32's (oneDNN's
 # inner_product backward_weights, x64:gemm:jit: 40-50 ms against 6 ms at 8x4096x4096), so by
 # default it stays float32. Dropout has no bf16 kernel ("Unknown type enum 12" from
-# src/operator/nn/dropout.cc): it stays float32, as do the fast LRN's algebra and the loss.
+# src/operator/nn/dropout.cc): it stays float32, as do the fast LRN's algebra
+# (its constant-band convolution included) and the loss.
 COMPUTE_OPS = ('Convolution', 'FullyConnected')
 FOLLOW_OPS = frozenset(['Activation', 'Pooling', 'Flatten'])
 ROUNDED = 'float32, bf16-rounded weights and batch'
@@ -98,7 +99,9 @@ def bf16_training_graph(sym, ops=('Convolution',)):
         if node['op'] in FOLLOW_OPS:
             want = dtype[node['inputs'][0][0]]
         else:
-            want = BF16 if node['op'] in ops else 'float32'
+            # A learned weight (a variable), not the fast LRN's constant-band convolution.
+            learned = len(node['inputs']) > 1 and old[node['inputs'][1][0]]['op'] == 'null'
+            want = BF16 if node['op'] in ops and learned else 'float32'
         if node['op'] == 'null':
             # Type inference does not run backwards through amp_cast: without a declared dtype
             # the weights stay undecided ("InferType pass cannot decide dtypes").

@@ -4,8 +4,9 @@
 
 ``native`` is ``mx.sym.LRN``. Its oneDNN forward is fast, but its backward runs oneDNN's
 reference kernel: about 40% of an AlexNet training step on the CPU. ``fast`` writes the window
-sum as a batched matrix product of x^2 with a constant banded C x C matrix (GEMM speed, forward
-and backward) and the power as ``exp(-beta * log(s))``: MXNet's CPU wheel computes ``pow``
+sum as a 1x1 convolution of x^2 whose C x C kernel is a constant band (oneDNN's convolution,
+forward and backward; not ``batch_dot``, whose OpenBLAS GEMM deadlocks when two CPU contexts
+call it at once) and the power as ``exp(-beta * log(s))``: MXNet's CPU wheel computes ``pow``
 and its gradient in scalar code, ``exp``'s gradient is its output. The band is built inside
 the graph (``eye`` sums, behind ``BlockGrad``), so it is neither a learned nor a saved
 parameter: both graphs have the same arguments, and a checkpoint of either loads into the
@@ -44,14 +45,13 @@ def lrn(data, channels, name, impl='fast', alpha=1e-4, beta=0.75, knorm=2.0, nsi
     band = mx.sym.eye(channels, name=name + '_band0')
     for offset in range(1, half + 1):
         band = band + mx.sym.eye(channels, k=offset) + mx.sym.eye(channels, k=-offset)
-    # (1, C, C), broadcast over the batch: the product is one GEMM per image.
-    band = mx.sym.BlockGrad(mx.sym.expand_dims(band * (alpha / nsize), axis=0),
+    # The band as a (C, C, 1, 1) kernel: the window sum is a 1x1 convolution of x^2 (oneDNN).
+    band = mx.sym.BlockGrad(mx.sym.reshape(band * (alpha / nsize), shape=(channels, channels, 1, 1)),
                             name=name + '_band')
-    squares = mx.sym.reshape(mx.sym.square(data, name=name + '_square'), shape=(0, 0, -1))
-    window = mx.sym.batch_dot(
-        mx.sym.broadcast_like(band, squares, lhs_axes=(0,), rhs_axes=(0,)), squares,
-        name=name + '_window')
-    scale = mx.sym.reshape_like(window, data) + knorm
+    squares = mx.sym.square(data, name=name + '_square')
+    window = mx.sym.Convolution(squares, weight=band, num_filter=channels, kernel=(1, 1),
+                                no_bias=True, name=name + '_window')
+    scale = window + knorm
     factor = mx.sym.exp(mx.sym.log(scale, name=name + '_log') * -beta, name=name + '_factor')
     params = dict(alpha=alpha, beta=beta, knorm=knorm, nsize=nsize)
     return mx.sym.elemwise_mul(data, factor, name=name,

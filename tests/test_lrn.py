@@ -132,3 +132,18 @@ def test_the_lrn_flag_reaches_the_training_graph(flag, stock_operators):
     ops = [node['op'] for node in json.loads(plan.symbol.tojson())['nodes']]
     assert ops.count('LRN') == stock_operators
     assert len(plan.symbol.list_arguments()) == 18    # the same parameters either way
+
+
+@pytest.mark.parametrize('update_on_kvstore', ['1', '0'])
+def test_two_cpu_contexts_train_without_a_hang(update_on_kvstore, tmp_path):
+    """Both devices run the fast LRN at once. Its window sum as ``batch_dot`` (OpenBLAS) hung
+    there for good, in the first step: OpenBLAS's threaded GEMM deadlocks when two engine
+    threads call it together."""
+    from tests.fit_helpers import Training
+    run = Training(['--benchmark', '--cpus', '2', '--kv-store', 'local', '--image-shape', '3,67,67',
+                    '--batch-size', '8', '--num-examples', '64', '--num-epochs', '1',
+                    '--no-progress', '--disp-batches', '0', '--model-prefix', tmp_path / 'm'],
+                   env=dict(os.environ, MXNET_UPDATE_ON_KVSTORE=update_on_kvstore))
+    status, log = run.finish(timeout=90)
+    assert status == 0, log
+    assert 'on cpu(0),cpu(1)' in log
