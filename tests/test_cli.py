@@ -116,3 +116,15 @@ def test_a_second_signal_during_the_clean_up_ends_at_once():
     _, err = proc.communicate(timeout=10)          # not the 60 s clean-up
     assert proc.returncode == 130 and err == '-c: error: interrupted\n'
     assert tagged_processes(proc.tag) == []
+
+
+def test_a_second_signal_while_python_shuts_down_is_no_traceback():
+    """After the stop's one line, Python still runs exit handlers (thread joins, atexit): a
+    second Ctrl-C there met Python's own handler, a KeyboardInterrupt report on stderr."""
+    code = ('import atexit, os, signal, time\nfrom alexnet_mxnet.base.cli import run_cli\n'
+            'atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n'
+            'def main(argv):\n    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n'
+            'raise SystemExit(run_cli(main))')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130 and proc.stderr == '-c: error: interrupted\n'

@@ -243,7 +243,10 @@ def test_a_second_ctrl_c_is_still_one_line(big_source, tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.01)
     _, err = _finish(proc)
-    assert proc.returncode == 130 and err == 'im2rec.py: error: interrupted\n'
+    assert err == 'im2rec.py: error: interrupted\n'
+    # 130, or killed by the second SIGINT once Python has put back the default action at the
+    # very end of its shutdown: a shell reports both as 130.
+    assert proc.returncode in (130, -signal.SIGINT)
     assert _left_behind(proc) == []
     assert os.listdir(folder) == []
 

@@ -93,6 +93,11 @@ class _StopSignals:
         return self
 
     def __exit__(self, *exc):
+        if self.first is not None:
+            # The process is ending on a stop: a signal during interpreter shutdown must not
+            # meet Python's own handler (a KeyboardInterrupt there is a traceback or a death
+            # by SIGINT instead of the exit status); ours ends the process at once.
+            return
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
