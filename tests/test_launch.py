@@ -19,7 +19,8 @@ from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.tools.launch_local import local_job
 from alexnet_mxnet.tools.launch_ssh import Host, parse_hostfile, ssh_job
 from alexnet_mxnet.tools.mpi import mpi_job
-from alexnet_mxnet.tools.launcher import TASK_REPORT, LineSplitter, run_job, run_with_restarts
+from alexnet_mxnet.tools.launcher import (TASK_REPORT, Job, LineSplitter, run_job,
+                                          run_with_restarts)
 from alexnet_mxnet.tools.roles import SERVER_CODE, Proc, parse_env_pairs
 from tests.conftest import REPO
 from tests.fit_helpers import TAG, tagged_processes
@@ -201,7 +202,8 @@ def test_killed_child_reports_the_signal():
     assert tagged_processes(tag) == []             # the scheduler was stopped too
 
 
-def test_server_exiting_while_workers_run_is_a_failure():
+def test_server_exiting_while_workers_run_is_a_failure(monkeypatch):
+    monkeypatch.setattr(Job, 'TEARDOWN', 2.0)
     code, _, log, seconds = run([proc('scheduler', 0, 'import time; time.sleep(600)'),
                                  proc('server', 0, 'pass'),
                                  proc('worker', 0, 'import time; time.sleep(600)')], grace=1)

@@ -219,6 +219,11 @@ class _Child:
 class Job:
     """Run ``procs`` to completion; see :func:`run_job`."""
 
+    # A scheduler or server exits 0 only after every worker's final ps-lite barrier, at
+    # worker exit; what is left then is each worker's interpreter teardown, which on a
+    # loaded machine (AlexNet's arrays, MXNet's engine) can outlast ``grace``.
+    TEARDOWN = 30.0
+
     def __init__(self, procs, *, timeout=None, grace=5.0, out=None, log=None):
         self.procs = procs
         self.timeout = timeout
@@ -320,8 +325,8 @@ class Job:
         """Forward output until every worker succeeded or one role failed; return the status.
 
         A scheduler or server that exits cleanly while workers still run is a failure too, once
-        the workers have had ``grace`` seconds to finish (ps-lite releases the servers at the
-        workers' final barrier, slightly before the worker processes themselves exit).
+        the workers have had ``TEARDOWN`` seconds to finish (ps-lite releases the servers at
+        the workers' final barrier, before the worker processes themselves exit).
         """
         deadline = time.monotonic() + self.timeout if self.timeout else None
         workers = [role for role in self.roles if role.role == 'worker']
@@ -337,7 +342,7 @@ class Job:
             gone = [role for role in others if role.code is not None]
             if gone and early_exit is None:
                 early_exit = time.monotonic()
-            if gone and time.monotonic() - early_exit > self.grace:
+            if gone and time.monotonic() - early_exit > max(self.grace, self.TEARDOWN):
                 raise JobFailed('%s exited while workers were still running; stopping the job'
                                 % gone[0].label, 1)
             if deadline and time.monotonic() > deadline:
