@@ -189,6 +189,14 @@ def decode_record(raw, path_rec, key, channels=3):
     return labels[0], cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if channels == 1 else image
 
 
+def classes_of_part(path_rec, num_parts, part_index):
+    """``(classes in the part, classes in the file)``: the distinct labels of the records that
+    shard ``part_index`` of ``num_parts`` reads, and of the whole checked ``path_rec``."""
+    labels = read_index(path_rec).labels
+    begin, end = part_range(len(labels), num_parts, part_index)
+    return len(np.unique(labels[begin:end])), len(np.unique(labels))
+
+
 def part_range(num_records, num_parts, part_index):
     """Records ``[begin, end)`` that shard ``part_index`` of ``num_parts`` reads.
 

@@ -155,3 +155,17 @@ def test_sidecar_records_the_whole_run_and_a_resume_names_changed_flags(records,
         _train(records, prefix, '--num-epochs', '3', '--load-epoch', '2', '--wd', '0.001', *STEP)
     changed = [r.getMessage() for r in caplog.records if 'differ' in r.getMessage()]
     assert changed == ["resuming with flags that differ from the run's: --wd 0.001 (was 0.0005)"]
+
+
+def test_a_distributed_worker_whose_part_lacks_classes_is_warned(records, tmp_path, caplog):
+    from alexnet_mxnet.data.im2rec import convert
+    from alexnet_mxnet.train.fit import _warn_if_part_lacks_classes
+    train, _ = records                   # shuffled, as im2rec writes by default
+    ordered = convert(os.path.join(os.path.dirname(train), 'photos'), str(tmp_path / 'ordered'),
+                      resize=72, progress=False, num_workers=1, shuffle=False).records['all']
+    for rank in (0, 1):
+        _warn_if_part_lacks_classes(train, rank, 2)
+    assert not caplog.records
+    _warn_if_part_lacks_classes(ordered, 1, 2)
+    assert len(caplog.records) == 1
+    assert 'part 2 of 2 of %s, which holds only 1 of its 2 classes' % ordered in caplog.text

@@ -18,6 +18,7 @@ from alexnet_mxnet.base.cli import run_cli
 from alexnet_mxnet.commands import im2rec as im2rec_command
 from alexnet_mxnet.base.recordio import frame_record, pack_image_record
 from alexnet_mxnet.data.im2rec import convert
+from iterators import classes_of_part
 
 STOCK_IM2REC = os.path.join(os.path.dirname(mx.__file__), 'tools', 'im2rec.py')
 
@@ -131,6 +132,38 @@ def test_shorter_side_resize_keeps_aspect_and_gray_becomes_three_channels(photos
     gray_key = next(k for k, (_, rel) in listed.items() if rel.endswith('gray.png'))
     gray = read_indexed(result.records['all'])[gray_key][1]
     assert np.abs(gray[..., 0].astype(int) - gray[..., 2]).max() <= 2  # stored as 3 equal channels
+
+
+def _part_labels(rec, part, parts):
+    """The labels the stock ImageRecordIter gives a distributed worker: part ``part`` of
+    ``parts`` (as fit passes kv.rank and kv.num_workers)."""
+    it = mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=rec[:-4] + '.idx',
+                               data_shape=(3, 32, 32), batch_size=1, num_parts=parts,
+                               part_index=part, shuffle=True, preprocess_threads=1)
+    return [int(batch.label[0].asnumpy()[0]) for batch in it]
+
+
+def test_every_distributed_worker_reads_every_class(photos, tmp_path):
+    """Two workers read a .rec in two contiguous halves; records in class order gave one the
+    ants and bees and the other the bees and tench (their batch-norm statistics, metrics and
+    gradients each from some classes only)."""
+    mixed = convert(str(photos), str(tmp_path / 'mixed'), val_ratio=0.2, resize=40,
+                    num_workers=1, progress=False)
+    ordered = convert(str(photos), str(tmp_path / 'ordered'), val_ratio=0.2, resize=40,
+                      num_workers=1, progress=False, shuffle=False)
+    for part in (0, 1):
+        assert set(_part_labels(mixed.records['train'], part, 2)) == {0, 1, 2}
+        assert classes_of_part(mixed.records['train'], 2, part) == (3, 3)
+    assert set(_part_labels(ordered.records['train'], 0, 2)) == {0, 1}
+    assert classes_of_part(ordered.records['train'], 2, 0) == (2, 3)   # what fit warns of
+    train = [lst_entries(r.lists['train']) for r in (mixed, ordered)]
+    assert train[0] == train[1]              # the same photos in each split, in another order
+    labels = [label for label, _ in train[0].values()]     # in record order
+    assert labels != sorted(labels)
+    again = convert(str(photos), str(tmp_path / 'again'), val_ratio=0.2, resize=40,
+                    num_workers=1, progress=False)
+    with open(mixed.records['train'], 'rb') as a, open(again.records['train'], 'rb') as b:
+        assert a.read() == b.read()          # the order is the seed's, not the run's
 
 
 def test_worker_count_does_not_change_the_records(photos, tmp_path):
@@ -332,7 +365,7 @@ def test_odd_names_links_and_duplicates(photos, tmp_path):
     assert not real['train'] & real['val']
     for split, items in lists.items():
         records = read_indexed(result.records[split])
-        assert [item.index for item in items] == sorted(records)
+        assert [item.index for item in items] == list(records)    # .lst and .idx agree
         stock = mx.image.ImageIter(2, (3, 32, 32), path_imglist=result.lists[split],
                                    path_root=str(root))
         assert sum(2 - batch.pad for batch in stock) == len(items)

@@ -116,7 +116,7 @@ def test_a_record_split_around_the_magic_number_is_whole(records, tmp_path):
         return header, payload
     path = _rewritten(records[0], str(tmp_path / 'split'), with_magic)
     reader = mx.recordio.MXIndexedRecordIO(path[:-4] + '.idx', path, 'r')
-    assert MAGIC in mx.recordio.unpack(reader.read_idx(3))[1]
+    assert MAGIC in mx.recordio.unpack(reader.read_idx(reader.keys[3]))[1]   # the 4th record
     reader.close()
     assert iterators.check_record_file(path, num_classes=2) == len(_offsets(records[0]))
 

@@ -23,7 +23,11 @@ def build_parser():
                              'photos for a final report, which neither training nor choices '
                              'made on the validation split see (default: %(default)s = none)')
     parser.add_argument('--seed', type=int, default=0, metavar='N',
-                        help='seed of the split (default: %(default)s)')
+                        help='seed of the split and of the record order (default: %(default)s)')
+    parser.add_argument('--no-shuffle', dest='shuffle', action='store_false',
+                        help='write the records of class folders class by class, not in a '
+                             'random order (distributed workers each read a contiguous part '
+                             'of a .rec: in class order, each would see only some classes)')
     parser.add_argument('--resize', type=NON_NEGATIVE_INT, default=256, metavar='N',
                         help='shorter side in pixels, 0 keeps the size (default: %(default)s)')
     parser.add_argument('--center-crop', action='store_true',
@@ -71,6 +75,6 @@ def main(argv=None):
                      resize=args.resize, center_crop=args.center_crop, quality=args.quality,
                      pass_through=args.pass_through, num_workers=args.workers,
                      synsets=args.synsets, overwrite=args.overwrite, progress=args.progress,
-                     root=args.root)
+                     root=args.root, shuffle=args.shuffle)
     print('\n'.join(summary_lines(result)))
     return result

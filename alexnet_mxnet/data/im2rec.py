@@ -5,7 +5,8 @@ file, or a CIFAR-10 python batch folder. Beside the records it writes the
 label map ``{prefix}_labels.txt`` (``index<TAB>folder<TAB>name``, shared by all
 splits) and, when files were left out, ``{prefix}_skipped.txt`` (``path<TAB>reason``).
 
-Records are written in list order whatever the number of workers, byte for byte as MXNet's
+Records of class folders are written in a seeded random order (``--no-shuffle``: class by
+class), in list order whatever the number of workers, byte for byte as MXNet's
 ``MXIndexedRecordIO`` writes them. A conversion holds ``{prefix}.lock`` while it runs, writes
 under temporary names private to it (``.{name}.im2rec-{pid}-{random}...partial`` in the output
 folder) and renames them into place only once every split is complete, ``.idx`` files last,
@@ -113,6 +114,14 @@ def split_collection(collection, val_ratio, seed, test_ratio=0.0):
                          'drop the validation and test ratios')
     return collection._replace(splits=stratified_split(collection.splits['all'], val_ratio,
                                                        seed, test_ratio))
+
+
+def shuffled(collection, seed):
+    """``collection`` with every split in a random order drawn with ``seed`` (after the split,
+    so which photos each split holds does not depend on it)."""
+    rng = np.random.RandomState(seed)
+    return collection._replace(splits={split: [items[i] for i in rng.permutation(len(items))]
+                                       for split, items in collection.splits.items()})
 
 
 def output_paths(prefix, splits):
@@ -302,11 +311,15 @@ def _report_lines(skipped):
 
 def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=False, quality=95,
             pass_through=False, num_workers=None, synsets=None, overwrite=False, progress=True,
-            root=None, test_ratio=0.0):
+            root=None, test_ratio=0.0, shuffle=True):
     """Convert ``source`` into RecordIO files named after ``prefix``; see the module docstring.
 
     ``val_ratio`` and ``test_ratio`` hold out that share of every class (stratified, seed
-    ``seed``) in ``{prefix}_val.*`` and ``{prefix}_test.*``.
+    ``seed``) in ``{prefix}_val.*`` and ``{prefix}_test.*``. ``shuffle`` writes the records of
+    a folder of class folders in an order drawn with ``seed``, as MXNet's im2rec lists them:
+    distributed training reads a ``.rec`` in contiguous parts, one per worker, and records
+    in class order would give each worker only some of the classes. A ``.lst`` source and
+    CIFAR-10 keep their order.
 
     ``resize`` sets the shorter side (0 keeps the size), ``center_crop`` then cuts the central
     square, ``pass_through`` stores the files' bytes unchanged (no resize, no re-encode),
@@ -314,8 +327,11 @@ def convert(source, prefix, *, val_ratio=0.0, seed=0, resize=256, center_crop=Fa
     """
     num_workers = num_workers or os.cpu_count() or 1
     _check_settings(val_ratio, test_ratio, resize, quality, num_workers)
-    collection = split_collection(load_collection(os.fspath(source), root, pass_through),
-                                  val_ratio, seed, test_ratio)
+    collection = load_collection(os.fspath(source), root, pass_through)
+    from_folders = os.path.isdir(os.fspath(source)) and 'all' in collection.splits
+    collection = split_collection(collection, val_ratio, seed, test_ratio)
+    if shuffle and from_folders:
+        collection = shuffled(collection, seed)
     names = read_synsets(synsets) if synsets else {}
     class_names = [names.get(folder, clean_name(folder)) for folder in collection.class_folders]
     prefix = os.path.abspath(os.fspath(prefix))

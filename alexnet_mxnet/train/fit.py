@@ -289,6 +289,8 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
             if path:
                 iterators.check_record_file(path, args.num_classes)
                 check()
+        if num_workers > 1:
+            _warn_if_part_lacks_classes(data_train, rank, num_workers)
     make_train_iter, val_iter = _iter_factories(args, data_train, data_val, image_shape, rank,
                                                 num_workers)
     train_iter = make_train_iter(1)
@@ -313,6 +315,18 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
         val_iter=val_iter, epoch_updates=epoch_updates, scheduler=scheduler,
         arg_params=arg_params, aux_params=aux_params, ema_params=ema_params, meta=meta,
         rows=rows, fixed_params=fixed)
+
+
+def _warn_if_part_lacks_classes(data_train, rank, num_workers):
+    """Each worker reads a contiguous part of the .rec: records in class order (a .rec from
+    ``im2rec.py --no-shuffle``, or an unshuffled .lst) give it only some classes, so its
+    batch-norm statistics, metrics and gradients come from those alone."""
+    part, whole = iterators.classes_of_part(data_train, num_workers, rank)
+    if part < whole:
+        LOG.warning('this worker reads part %d of %d of %s, which holds only %d of its %d '
+                    'classes (the records are in class order): convert it again with '
+                    'im2rec.py, which shuffles the records, so that every worker sees every '
+                    'class', rank + 1, num_workers, data_train, part, whole)
 
 
 def _iter_factories(args, data_train, data_val, image_shape, rank, num_workers):
