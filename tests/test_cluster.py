@@ -6,6 +6,7 @@ server: each manager's job ends with exactly the local launcher's weights, prefi
 with its role, and a worker killed mid-epoch ends the whole job within 5 s with the worker's
 status and one error line, leaving no process behind.
 """
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from tests.cluster import Launched, missing_mpi, mpi_env, slurm_cluster  # noqa:
 from tests.conftest import REPO
 from tests.fit_helpers import tagged_processes
 from tests.test_distributed import init_params, photos_rec  # noqa: F401 (fixtures)
+from tests.test_distributed import train_args, worker_pids
 
 PY = sys.executable
 WORKER = os.path.join(REPO, 'tests', 'dist_worker.py')
@@ -102,6 +104,32 @@ def test_a_killed_worker_ends_the_job_within_5_s(launcher, photos_rec,  # noqa: 
     deadline = time.monotonic() + 5
     while tagged_processes(job.tag) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert not tagged_processes(job.tag)
+
+
+@pytest.mark.slow
+def test_max_restarts_resumes_a_training_job_after_a_killed_worker(launcher, photos_rec,  # noqa: F811
+                                                                     tmp_path):
+    """The real trainer under the resource manager: a worker SIGKILLed in epoch 2 ends that
+    srun step or mpirun, launch.py starts the job again, and both workers resume from epoch 1
+    (--load-epoch auto) and finish."""
+    prefix = str(tmp_path / 'ck' / 'alexnet')
+    job = launcher(['-n', '2', '-s', '1', '--timeout', '240', '--max-restarts', '1']
+                   + train_args(photos_rec, prefix, '--num-epochs', '2', '--load-epoch', 'auto'),
+                   grace=2)
+    deadline = time.monotonic() + 150
+    while 'Epoch[2] Batch' not in job.output:
+        assert job.proc.poll() is None and time.monotonic() < deadline, job.output
+        time.sleep(0.1)
+    os.kill(worker_pids(job.tag)[0], signal.SIGKILL)
+    status, output, _ = job.finish(timeout=240)
+    assert status == 0, output
+    restart = re.search(r'launch: restart 1 of 1 after: worker [01] was killed by SIGKILL', output)
+    assert restart, output
+    resumed = re.findall(r'--load-epoch auto: resuming %s from epoch 1' % re.escape(prefix),
+                         output[restart.end():])
+    assert len(resumed) == 2, output          # both workers
+    assert json.load(open(prefix + '-meta.json'))['epoch'] == 2
     assert not tagged_processes(job.tag)
 
 
