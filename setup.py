@@ -54,7 +54,7 @@ setup(
         # ONNX export (export.py); versions that run with numpy<1.24. mx.onnx's use of the
         # onnx.mapping module that onnx 1.16 dropped is bridged in inference/onnx_export.py.
         'export': EXPORT,
-        'test': ['pytest', 'pytest-timeout', 'wheel'] + EXPORT,
+        'test': ['pytest>=7.3', 'pytest-timeout', 'wheel'] + EXPORT,
     },
     classifiers=[
         'Programming Language :: Python :: 3.8',
