@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from alexnet_mxnet.base import checkpoint as ckpt
 from tests.cluster import Launched, missing_mpi, mpi_env, slurm_cluster  # noqa: F401 (fixture)
 from tests.conftest import REPO
 from tests.fit_helpers import tagged_processes
@@ -110,26 +111,29 @@ def test_a_killed_worker_ends_the_job_within_5_s(launcher, photos_rec,  # noqa: 
 @pytest.mark.slow
 def test_max_restarts_resumes_a_training_job_after_a_killed_worker(launcher, photos_rec,  # noqa: F811
                                                                      tmp_path):
-    """The real trainer under the resource manager: a worker SIGKILLed in epoch 2 ends that
-    srun step or mpirun, launch.py starts the job again, and both workers resume from epoch 1
-    (--load-epoch auto) and finish."""
+    """The real trainer under the resource manager: a worker SIGKILLed after checkpoint 1 ends
+    that srun step or mpirun, launch.py starts the job again, and both workers resume from
+    the newest checkpoint (--load-epoch auto) and finish."""
     prefix = str(tmp_path / 'ck' / 'alexnet')
     job = launcher(['-n', '2', '-s', '1', '--timeout', '240', '--max-restarts', '1']
-                   + train_args(photos_rec, prefix, '--num-epochs', '2', '--load-epoch', 'auto'),
+                   + train_args(photos_rec, prefix, '--num-epochs', '3', '--load-epoch', 'auto'),
                    grace=2)
+    # Rank 0 may still be writing checkpoint 1 when the other worker logs epoch 2: wait for it.
     deadline = time.monotonic() + 150
-    while 'Epoch[2] Batch' not in job.output:
+    while ckpt.latest_epoch(prefix) is None or 'Epoch[2] Batch' not in job.output:
         assert job.proc.poll() is None and time.monotonic() < deadline, job.output
         time.sleep(0.1)
+    saved = ckpt.latest_epoch(prefix)
     os.kill(worker_pids(job.tag)[0], signal.SIGKILL)
     status, output, _ = job.finish(timeout=240)
     assert status == 0, output
     restart = re.search(r'launch: restart 1 of 1 after: worker [01] was killed by SIGKILL', output)
     assert restart, output
-    resumed = re.findall(r'--load-epoch auto: resuming %s from epoch 1' % re.escape(prefix),
+    resumed = re.findall(r'--load-epoch auto: resuming %s from epoch (\d+)' % re.escape(prefix),
                          output[restart.end():])
-    assert len(resumed) == 2, output          # both workers
-    assert json.load(open(prefix + '-meta.json'))['epoch'] == 2
+    assert len(resumed) == 2 and set(resumed) == {resumed[0]}, output      # both workers alike
+    assert int(resumed[0]) >= saved, output
+    assert json.load(open(prefix + '-meta.json'))['epoch'] == 3
     assert not tagged_processes(job.tag)
 
 
