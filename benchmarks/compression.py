@@ -38,6 +38,7 @@ RANK_1 = re.compile(r'^\[worker (\d+)\] .*\[rank 1/2\]', re.M)
 
 from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
+from learning import SCHEDULE, START  # noqa: E402  (benchmarks/, the script's folder)
 
 
 def build_parser():
@@ -160,22 +161,20 @@ def main(argv=None):
         print('|---|---|---|---|')
         for gc_type, threshold in configs:
             prefix = os.path.join(scratch, 'accuracy-' + gc_type)
-            flags = ['--data-train', train, '--data-val', val, '--image-shape', args.image_shape,
-                     '--network', args.network, '--lr', str(args.lr),
-                     '--batch-size', str(args.batch_size), '--num-epochs', str(args.epochs),
-                     '--initializer', 'xavier', '--rgb-std', '58.393,57.12,57.375',
-                     '--lr-scheduler', 'cosine', '--warmup-epochs', '2', '--label-smoothing', '0.1']
+            flags = START + SCHEDULE + [
+                '--data-train', train, '--data-val', val, '--image-shape', args.image_shape,
+                '--network', args.network, '--lr', str(args.lr),
+                '--batch-size', str(args.batch_size), '--num-epochs', str(args.epochs)]
             run_job(flags, gc_type, threshold, prefix,
                     os.path.join(workdir, 'accuracy-%s.log' % gc_type))
             row = final_row(prefix)
             print('| %s | %s | %s | %.0f |' % (
                 gc_type if gc_type == 'none' else '%s, threshold %g' % (gc_type, threshold),
                 row['val_top1'], row['train_loss'], float(row['wall_seconds'])), flush=True)
-    print('\n%s, lr %g (cosine, 2 warm-up epochs, label smoothing 0.1), %d images per class '
-          '(80%% train), batch %d per worker x 2 workers, %d epochs at %s; bytes: alexnet at '
-          '3x227x227; logs in %s'
-          % (args.network, args.lr, args.images_per_class, args.batch_size, args.epochs,
-             args.image_shape, workdir))
+    print('\n%s, lr %g (%s), %d images per class (80%% train), batch %d per worker x 2 '
+          'workers, %d epochs at %s; bytes: alexnet at 3x227x227; logs in %s'
+          % (args.network, args.lr, ' '.join(START + SCHEDULE), args.images_per_class,
+             args.batch_size, args.epochs, args.image_shape, workdir))
     return 0
 
 

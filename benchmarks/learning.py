@@ -48,10 +48,11 @@ from alexnet_mxnet.data.sources import read_class_folders  # noqa: E402
 # "Choosing the recipe"): AlexNet with batch norm, Xavier start on standardised pixels, SGD
 # momentum 0.9 and weight decay 5e-4 (the defaults), batch 64 at lr 0.08 with a 2-epoch warm-up
 # then cosine decay, label smoothing 0.1, random-resized crops of 25-100% of the image.
-RECIPE = ['--network', 'alexnet-bn', '--initializer', 'xavier',
-          '--rgb-std', '58.393,57.12,57.375', '--lr-scheduler', 'cosine', '--lr', '0.08',
-          '--warmup-epochs', '2', '--batch-size', '64', '--label-smoothing', '0.1',
-          '--random-resized-crop', '--rrc-scale', '0.25,1']
+# START and SCHEDULE are also benchmarks/compression.py's, for its accuracy runs.
+START = ['--initializer', 'xavier', '--rgb-std', '58.393,57.12,57.375']
+SCHEDULE = ['--lr-scheduler', 'cosine', '--warmup-epochs', '2', '--label-smoothing', '0.1']
+RECIPE = (['--network', 'alexnet-bn'] + START + SCHEDULE
+          + ['--lr', '0.08', '--batch-size', '64', '--random-resized-crop', '--rrc-scale', '0.25,1'])
 # hymenoptera's 244 training photos: batch 16 gives 16 updates per epoch; its lr is the
 # recipe's scaled by batch (the linear scaling rule), the same for both hymenoptera runs.
 HYMENOPTERA_BATCH = 16
