@@ -38,7 +38,8 @@ RANK_1 = re.compile(r'^\[worker (\d+)\] .*\[rank 1/2\]', re.M)
 
 from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
-from learning import SCHEDULE, START  # noqa: E402  (benchmarks/, the script's folder)
+# benchmarks/learning.py (the script's folder is on sys.path)
+from learning import SCHEDULE, START, short_run_warmup  # noqa: E402
 
 
 def build_parser():
@@ -159,9 +160,10 @@ def main(argv=None):
                 pushed / steps / 1e6, pulled / (steps + 1) / 1e6), flush=True)
         print('\n| gradient compression | final val top-1 | final train loss | seconds |')
         print('|---|---|---|---|')
+        recipe = START + SCHEDULE + short_run_warmup(args.epochs)
         for gc_type, threshold in configs:
             prefix = os.path.join(scratch, 'accuracy-' + gc_type)
-            flags = START + SCHEDULE + [
+            flags = recipe + [
                 '--data-train', train, '--data-val', val, '--image-shape', args.image_shape,
                 '--network', args.network, '--lr', str(args.lr),
                 '--batch-size', str(args.batch_size), '--num-epochs', str(args.epochs)]
@@ -173,7 +175,7 @@ def main(argv=None):
                 row['val_top1'], row['train_loss'], float(row['wall_seconds'])), flush=True)
     print('\n%s, lr %g (%s), %d images per class (80%% train), batch %d per worker x 2 '
           'workers, %d epochs at %s; bytes: alexnet at 3x227x227; logs in %s'
-          % (args.network, args.lr, ' '.join(START + SCHEDULE), args.images_per_class,
+          % (args.network, args.lr, ' '.join(recipe), args.images_per_class,
              args.batch_size, args.epochs, args.image_shape, workdir))
     return 0
 

@@ -50,12 +50,20 @@ from alexnet_mxnet.data.sources import read_class_folders  # noqa: E402
 # then cosine decay, label smoothing 0.1, random-resized crops of 25-100% of the image.
 # START and SCHEDULE are also benchmarks/compression.py's, for its accuracy runs.
 START = ['--initializer', 'xavier', '--rgb-std', '58.393,57.12,57.375']
-SCHEDULE = ['--lr-scheduler', 'cosine', '--warmup-epochs', '2', '--label-smoothing', '0.1']
+WARMUP_EPOCHS = 2
+SCHEDULE = ['--lr-scheduler', 'cosine', '--warmup-epochs', str(WARMUP_EPOCHS),
+            '--label-smoothing', '0.1']
 RECIPE = (['--network', 'alexnet-bn'] + START + SCHEDULE
           + ['--lr', '0.08', '--batch-size', '64', '--random-resized-crop', '--rrc-scale', '0.25,1'])
 # hymenoptera's 244 training photos: batch 16 gives 16 updates per epoch; its lr is the
 # recipe's scaled by batch (the linear scaling rule), the same for both hymenoptera runs.
 HYMENOPTERA_BATCH = 16
+
+
+def short_run_warmup(epochs):
+    """Flags that shorten the recipe's warm-up for a run of ``epochs`` too short for it (quick
+    checks): train_imagenet.py needs at least one epoch after the warm-up."""
+    return [] if epochs > WARMUP_EPOCHS else ['--warmup-epochs', str(max(epochs - 1, 0))]
 
 
 def build_parser():
@@ -210,8 +218,8 @@ def main(argv=None):
     os.makedirs(runs, exist_ok=True)
 
     def train(prefix, epochs, flags):
-        """Train with the recipe; warm-up only when there is more than one epoch."""
-        warmup = [] if epochs > 1 else ['--warmup-epochs', '0']
+        """Train with the recipe (its warm-up shortened for a short run)."""
+        warmup = short_run_warmup(epochs)
         command, seconds, _ = _run('train_imagenet.py', recipe + warmup + flags + [
             '--image-shape', args.image_shape, '--num-epochs', epochs, '--model-prefix',
             prefix, '--no-progress', '--disp-batches', 0])
