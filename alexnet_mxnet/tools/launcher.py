@@ -325,8 +325,9 @@ class Job:
         """Forward output until every worker succeeded or one role failed; return the status.
 
         A scheduler or server that exits cleanly while workers still run is a failure too, once
-        the workers have had ``TEARDOWN`` seconds to finish (ps-lite releases the servers at
-        the workers' final barrier, before the worker processes themselves exit).
+        the workers have had ``TEARDOWN`` seconds (or ``grace``, if longer) to finish (ps-lite
+        releases the servers at the workers' final barrier, before the worker processes
+        themselves exit).
         """
         deadline = time.monotonic() + self.timeout if self.timeout else None
         workers = [role for role in self.roles if role.role == 'worker']
