@@ -1,13 +1,9 @@
 """bfloat16 training of AlexNet in MXNet 1.9.1 on the CPU, against float32: does it run, does it
 agree, is it faster, does it reach the same accuracy.
 
-MXNet's AMP bf16 conversion cannot make a training graph ("InferType cannot decide dtypes"), so
-``bf16_training_graph`` writes the casts itself into the package's float32 graph: the operators
-of ``--bf16-ops`` (default: the convolutions) and the ReLUs and poolings after them compute in
-bfloat16, everything else (the fully-connected layers unless asked, Dropout, the LRN, the
-softmax and loss) in float32, with an ``amp_cast`` wherever the two meet. The weights stay
-float32 parameters (the master copy SGD updates) and are cast to bfloat16 inside the graph, so a
-bf16-trained checkpoint is an ordinary float32 checkpoint of the same names.
+The bfloat16 graph is ``symbols.precision.bf16_training_graph`` of the float32 one (what
+``train_imagenet.py --dtype bfloat16`` trains): the operators of ``--bf16-ops`` (default: the
+convolutions) and the ReLUs and poolings after them compute in bfloat16, the rest in float32.
 
 1. check:  both graphs bind; one ``train_step`` of each from the same weights on the same batch
    (dropout off): loss, and each gradient's relative error ||g - g_fp32|| / ||g_fp32||, beside
@@ -33,7 +29,6 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -55,63 +50,10 @@ from alexnet_mxnet.base.metrics import TopKMetrics  # noqa: E402
 from alexnet_mxnet.train.fit import evaluate  # noqa: E402
 from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 from alexnet_mxnet.train.step import train_step  # noqa: E402
+from symbols.precision import BF16, COMPUTE_OPS, bf16_training_graph  # noqa: E402
 
-BF16 = 'bfloat16'
-# Operators with bfloat16 oneDNN kernels forward *and* backward in MXNet 1.9.1 (probed one by one
-# against float32). ``COMPUTE_OPS`` may be chosen to run in bf16 (--bf16-ops); ``FOLLOW_OPS``
-# then run in the dtype of their input, so a ReLU or pooling after a bf16 convolution stays
-# bf16. FullyConnected works but its weight gradient is ~6x slower than float32's (oneDNN's
-# inner_product backward_weights, x64:gemm:jit: 40-50 ms against 6 ms at 8x4096x4096), so by
-# default it stays float32. Dropout has no bf16 kernel ("Unknown type enum 12" from
-# src/operator/nn/dropout.cc): it stays float32, as do the fast LRN's algebra
-# (its constant-band convolution included) and the loss.
-COMPUTE_OPS = ('Convolution', 'FullyConnected')
-FOLLOW_OPS = frozenset(['Activation', 'Pooling', 'Flatten'])
 ROUNDED = 'float32, bf16-rounded weights and batch'
-FLOAT32_ENUM = 0              # mshadow's type flag of float32, as mx.sym.Variable(dtype=) writes it
 SGD = dict(momentum=0.9, wd=5e-4)
-
-
-def bf16_training_graph(sym, ops=('Convolution',)):
-    """``sym`` with the operators ``ops`` (and the ``FOLLOW_OPS`` after them) computing in
-    bfloat16: an ``amp_cast`` on every edge where the dtype changes (weights included: they stay
-    float32 arguments). The arguments, outputs and parameter names are ``sym``'s; ``tojson()``
-    and ``save()`` leave the casts out (MXNet's ``remove_amp_cast=True``), so the graph a
-    checkpoint saves is ``sym`` itself."""
-    graph = json.loads(sym.tojson())
-    old = graph['nodes']
-    nodes, moved, dtype, casts = [], {}, {}, {}
-
-    def entry(source, want):
-        nid, index, version = source
-        if dtype[nid] == want:
-            return [moved[nid], index, version]
-        if (nid, index, want) not in casts:
-            suffix = '' if index == 0 else '_out%d' % index
-            nodes.append(dict(op='amp_cast', attrs={'dtype': want},
-                              inputs=[[moved[nid], index, version]],
-                              name='%s%s_%s' % (old[nid]['name'], suffix,
-                                                'bf16' if want == BF16 else 'fp32')))
-            casts[nid, index, want] = len(nodes) - 1
-        return [casts[nid, index, want], 0, 0]
-
-    for nid, node in enumerate(old):
-        if node['op'] in FOLLOW_OPS:
-            want = dtype[node['inputs'][0][0]]
-        else:
-            # A learned weight (a variable), not the fast LRN's constant-band convolution.
-            learned = len(node['inputs']) > 1 and old[node['inputs'][1][0]]['op'] == 'null'
-            want = BF16 if node['op'] in ops and learned else 'float32'
-        if node['op'] == 'null':
-            # Type inference does not run backwards through amp_cast: without a declared dtype
-            # the weights stay undecided ("InferType pass cannot decide dtypes").
-            node = dict(node, attrs=dict(node.get('attrs', {}), __dtype__=str(FLOAT32_ENUM)))
-        nodes.append(dict(node, inputs=[entry(source, want) for source in node['inputs']]))
-        moved[nid], dtype[nid] = len(nodes) - 1, want
-    graph.update(nodes=nodes, heads=[entry(head, 'float32') for head in graph['heads']],
-                 arg_nodes=[i for i, node in enumerate(nodes) if node['op'] == 'null'])
-    graph.pop('node_row_ptr', None)
-    return mx.sym.load_json(json.dumps(graph))
 
 
 def graphs(args, dropout):

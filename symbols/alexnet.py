@@ -20,9 +20,13 @@ import mxnet as mx
 from alexnet_mxnet.base.argtypes import parse_image_shape
 from alexnet_mxnet.base.errors import UsageError
 from symbols.lrn import check_impl as check_lrn, lrn as local_response_norm
+from symbols.precision import bf16_training_graph
 
 LAYOUTS = ('mxnet', 'grouped', 'gluon')
-DTYPES = ('float32', 'float16')
+DTYPES = ('float32', 'float16', 'bfloat16')
+# The dtype of the weights (and of the graph a checkpoint saves) for each compute dtype: a
+# bfloat16 graph keeps float32 weights and casts inside (symbols.precision).
+WEIGHT_DTYPE = {'float32': 'float32', 'float16': 'float16', 'bfloat16': 'float32'}
 
 # Per conv layer: (filters, kernel, stride, pad, groups).
 _CONV_SPECS = {
@@ -110,7 +114,9 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
 
     ``batch_norm`` puts BatchNorm after every conv in place of LRN (for large-batch
     training). With ``dtype='float16'`` the data is cast in and the logits are cast
-    back to float32 before the softmax, as MXNet's mixed-precision recipe does.
+    back to float32 before the softmax, as MXNet's mixed-precision recipe does. With
+    ``dtype='bfloat16'`` (CPU training) the convolutions compute in bfloat16 from float32
+    weights, the rest in float32 (``symbols.precision``).
     ``dropout=0`` removes the dropout layers (deterministic runs in tests). ``lrn`` picks the
     LRN implementation (``symbols.lrn``): ``'fast'`` (dense algebra, 2-3x faster training on the
     CPU) or ``'native'`` (``mx.sym.LRN``); the same function and parameters either way.
@@ -122,6 +128,9 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
     """
     image_shape = parse_image_shape(image_shape)
     _check_args(num_classes, layout, dtype, image_shape, lrn)
+    if dtype == 'bfloat16':
+        return bf16_training_graph(get_symbol(num_classes, layout, batch_norm, 'float32',
+                                              image_shape, dropout, label_smoothing, lrn))
     body = mx.sym.Variable('data')
     if dtype != 'float32':
         body = mx.sym.Cast(body, dtype=dtype)

@@ -37,9 +37,17 @@ def add_network_args(parser, source=None):
     group.add_argument('--image-shape', type=image_shape, default=None, metavar='C,H,W',
                        help='input channels, height and width (default: %s)'
                             % default('image_shape'))
-    group.add_argument('--dtype', default=defaults['dtype'], choices=('float32', 'float16'),
-                       help='compute precision; float16 keeps float32 logits (default: %s)'
-                            % default('dtype'))
+    if source == 'labels':     # training
+        group.add_argument('--dtype', default='float32', choices=('float32', 'float16', 'bfloat16'),
+                           help='compute precision: float16 (GPUs) keeps float32 logits and '
+                                'updates float32 master weights; bfloat16 (CPUs with '
+                                'AVX512-BF16 or AMX) runs the convolutions in bfloat16 from '
+                                'float32 weights, so its checkpoints are float32 ones '
+                                '(default: %(default)s)')
+    else:
+        group.add_argument('--dtype', default=defaults['dtype'], choices=('float32', 'float16'),
+                           help='compute precision; float16 keeps float32 logits (default: %s)'
+                                % default('dtype'))
     if source == 'checkpoint':
         return group     # inference runs the stock LRN whatever trained (symbols.lrn)
     group.add_argument('--lrn', default='fast', choices=LRN_IMPLEMENTATIONS,

@@ -42,6 +42,18 @@ def get_contexts(gpus=None, cpus=None):
     return [mx.cpu(i) for i in range(count)]
 
 
+def cpu_has_bf16_instructions(cpuinfo='/proc/cpuinfo'):
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16; oneDNN emulates it,
+    slower than float32, on other AVX-512 CPUs). ``None`` when the flags cannot be read."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(':', 1)[1].split() for line in f
+                          if line.startswith('flags')), None)
+    except OSError:
+        return None
+    return None if flags is None else bool({'avx512_bf16', 'amx_bf16'} & set(flags))
+
+
 def check_batch_split(batch_size, contexts):
     """The global batch is split evenly over the devices."""
     if batch_size < 1:

@@ -20,6 +20,7 @@ from alexnet_mxnet.base import checkpoint
 from alexnet_mxnet.base.argtypes import NON_NEGATIVE_INT, parse_image_shape
 from alexnet_mxnet.base.errors import UsageError, mxnet_error_line
 from alexnet_mxnet.base.labels import read_labels_file
+from symbols.alexnet import WEIGHT_DTYPE
 
 # P-NNNN.params per epoch, P-NNNN-ema.params (the average of the weights, --model-ema), and
 # the engine's P-best.params.
@@ -154,8 +155,9 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     if rebuild:
         if network is None:
             raise UsageError('--dtype needs --network: %s has no sidecar naming its network' % prefix)
+        # A bfloat16-trained checkpoint is a float32 one (symbols.precision).
         sym = symbols.get_symbol(network, num_classes=saved_classes, image_shape=shape,
-                                 dtype=dtype or meta.get('dtype', 'float32'))
+                                 dtype=dtype or _weight_dtype(meta.get('dtype', 'float32')))
         _output_classes(sym, arg_params, aux_params, shape, params_file)
     names = class_names if class_names is not None else meta.get('class_names')
     if names is None:
@@ -211,6 +213,10 @@ def _load_files(prefix, params_file, network):
         raise UsageError('%s is not an MXNet graph (truncated or not P-symbol.json as MXNet saves '
                          'it): %s' % (path, mxnet_error_line(err))) from None
     return sym, arg_params, aux_params
+
+
+def _weight_dtype(dtype):
+    return WEIGHT_DTYPE.get(dtype, dtype)     # an unknown one fails in get_symbol, in one line
 
 
 def graph_dtype(sym):

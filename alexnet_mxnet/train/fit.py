@@ -27,7 +27,8 @@ import iterators
 import symbols
 from alexnet_mxnet.base import checkpoint as ckpt
 from alexnet_mxnet.base.checkpoint import metrics_path
-from alexnet_mxnet.base.devices import check_batch_split, get_contexts
+from alexnet_mxnet.base.devices import (check_batch_split, cpu_has_bf16_instructions,
+                                         get_contexts)
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.base.labels import labels_beside
 from alexnet_mxnet.base.metrics import TopKMetrics
@@ -154,9 +155,7 @@ def check_flags(args):
                          % (args.num_classes, args.data_train, len(class_names)))
     contexts = get_contexts(args.gpus, args.cpus)
     check_batch_split(args.batch_size, contexts)
-    if args.dtype == 'float16' and contexts[0].device_type == 'cpu':
-        raise UsageError('--dtype float16 needs --gpus: MXNet has no float16 matrix multiply '
-                         'on the CPU')
+    _check_dtype(args.dtype, contexts[0].device_type)
     image_shape = symbols.resolve_image_shape(args.network, args.image_shape)
     symbol = symbols.get_symbol(args.network, args.num_classes, image_shape, dtype=args.dtype,
                                 dropout=args.dropout, label_smoothing=args.label_smoothing,
@@ -165,6 +164,17 @@ def check_flags(args):
         demo=demo, class_names=class_names, contexts=contexts, image_shape=image_shape,
         symbol=symbol, step_epochs=parse_epochs(args.lr_step_epochs),
         name='digits-' + args.network if demo else args.network)
+
+
+def _check_dtype(dtype, device_type):
+    if dtype == 'float16' and device_type == 'cpu':
+        raise UsageError('--dtype float16 needs --gpus: MXNet has no float16 matrix multiply '
+                         'on the CPU; on a CPU with AVX512-BF16 or AMX, --dtype bfloat16')
+    if dtype == 'bfloat16' and device_type != 'cpu':
+        raise UsageError('--dtype bfloat16 trains on CPUs (oneDNN); on GPUs use --dtype float16')
+    if dtype == 'bfloat16' and cpu_has_bf16_instructions() is False:
+        LOG.warning('this CPU has no bfloat16 instructions (AVX512-BF16, AMX): --dtype bfloat16 '
+                    'runs emulated, slower than float32 (or not at all without AVX-512)')
 
 
 def _check_recipe(args):
@@ -234,7 +244,7 @@ def _check_free_space(args, prefix, symbol, data_shape):
     shapes = [s for n, s in zip(symbol.list_arguments(), arg_shapes)
               if n not in ('data', 'softmax_label')] + aux_shapes
     copies = 4 if args.model_ema else 3
-    needed = copies * sum(int(np.prod(s)) for s in shapes) * np.dtype(args.dtype).itemsize
+    needed = copies * sum(int(np.prod(s)) for s in shapes) * np.dtype(symbols.alexnet.WEIGHT_DTYPE[args.dtype]).itemsize
     free = ckpt.free_bytes(prefix)
     if args.overwrite:
         free += sum(os.path.getsize(p) for p in _old_run_files(prefix))
