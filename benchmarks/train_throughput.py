@@ -9,6 +9,10 @@ same CPU; plus ``fit`` on real photos (JPEG decoding and augmentation included).
   ``--work-dir``, shorter side 256, random 227x227 crops and mirroring as in training).
 * ``pytorch`` / ``torch.compile``: ``inference.torch_alexnet``'s twin of the same graph (LRN
   as ``nn.LocalResponseNorm``), cross-entropy, SGD momentum 0.9, weight decay 5e-4.
+* ``...-bf16``: bfloat16 mixed precision, each framework its own way, float32 weights in both:
+  ``fit`` with ``--dtype bfloat16`` (the convolutions in bfloat16), PyTorch under
+  ``torch.autocast('cpu', torch.bfloat16)`` (convolutions and linear layers in bfloat16). The
+  table puts them in rows of their own, against each other and against the bf16 peak.
 
 Each measurement is its own process (one framework never warms or fragments memory for
 another); frameworks alternate inside each of ``--rounds`` rounds, so a change in machine
@@ -48,7 +52,9 @@ from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
-FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile')
+FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile',
+              'mxnet-bf16', 'pytorch-bf16', 'torch.compile-bf16')
+BF16 = '-bf16'
 SPEED = re.compile(r'Speed: ([0-9.]+) samples/sec')
 ALL_CORES = range(os.cpu_count() or 1)
 CHILD_TIMEOUT = 3600          # seconds: one process, generous for torch.compile on 2 cores
@@ -74,6 +80,9 @@ def build_parser():
     parser.add_argument('--peak-gflops', type=POSITIVE, default=225.0,
                         help='fp32 peak of the machine, for the %% column (default: %(default)s, '
                              '2 AVX-512 cores)')
+    parser.add_argument('--peak-gflops-bf16', type=POSITIVE, default=444.0,
+                        help='bf16 peak, for the %% column of the bf16 rows (default: '
+                             '%(default)s, 2 AVX512-BF16 cores)')
     parser.add_argument('--child', choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument('--batch-size', type=POSITIVE_INT, help=argparse.SUPPRESS)
     parser.add_argument('--rec', help=argparse.SUPPRESS)
@@ -131,9 +140,9 @@ def _fit_rates(flags, steps):
     return handler.rates[1:]
 
 
-def mxnet_rates(batch_size, shape, steps, repeats):
+def mxnet_rates(batch_size, shape, steps, repeats, dtype='float32'):
     return _fit_rates(['--benchmark', '--batch-size', batch_size, '--num-classes', 1000,
-                       '--image-shape', ','.join(map(str, shape)),
+                       '--image-shape', ','.join(map(str, shape)), '--dtype', dtype,
                        '--num-examples', batch_size * steps * (repeats + 1)], steps)
 
 
@@ -145,7 +154,8 @@ def mxnet_real_rates(batch_size, shape, steps, repeats, rec):
                            '--keep-checkpoints', 1], steps)
 
 
-def torch_rates(batch_size, shape, steps, repeats, compiled):
+def torch_rates(batch_size, shape, steps, repeats, compiled, bf16=False):
+    import contextlib
     import torch
     from alexnet_mxnet.inference.torch_alexnet import torch_model
     torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
@@ -162,7 +172,10 @@ def torch_rates(batch_size, shape, steps, repeats, compiled):
         start = time.perf_counter()
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(forward(data), labels).backward()
+            with (torch.autocast('cpu', dtype=torch.bfloat16) if bf16
+                  else contextlib.nullcontext()):
+                loss = loss_fn(forward(data), labels)
+            loss.backward()
             optimizer.step()
         return batch_size * steps / (time.perf_counter() - start)
     window()
@@ -170,13 +183,16 @@ def torch_rates(batch_size, shape, steps, repeats, compiled):
 
 
 def child(args, shape):
-    if args.child == 'mxnet':
-        rates = mxnet_rates(args.batch_size, shape, args.steps, args.repeats)
-    elif args.child == 'mxnet-real':
+    bf16 = args.child.endswith(BF16)
+    framework = args.child[:-len(BF16)] if bf16 else args.child
+    if framework == 'mxnet':
+        rates = mxnet_rates(args.batch_size, shape, args.steps, args.repeats,
+                            'bfloat16' if bf16 else 'float32')
+    elif framework == 'mxnet-real':
         rates = mxnet_real_rates(args.batch_size, shape, args.steps, args.repeats, args.rec)
     else:
         rates = torch_rates(args.batch_size, shape, args.steps, args.repeats,
-                            args.child == 'torch.compile')
+                            framework == 'torch.compile', bf16)
     print(json.dumps({'rates': rates}))
 
 
@@ -233,20 +249,27 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def format_table(results, batch_sizes, gflop, peak):
+def format_table(results, batch_sizes, gflop, peaks):
+    """One row per batch size and precision (``peaks``: {'float32': GFLOP/s, 'bfloat16': ...});
+    each row's ratios compare frameworks at the same precision."""
     def cell(value, fmt='%.1f'):
         return fmt % value if value is not None else 'n/a'
-    lines = ['| batch | mxnet, fit (img/s) | GFLOP/s | of fp32 peak | mxnet, fit on imagenette '
-             '.rec (img/s) | pytorch eager | torch.compile | mxnet / eager | mxnet / compile |',
-             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    lines = ['| batch | precision | mxnet, fit (img/s) | GFLOP/s | of peak | mxnet, fit on '
+             'imagenette .rec (img/s) | pytorch eager | torch.compile | mxnet / eager | '
+             'mxnet / compile |',
+             '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|']
     for batch in batch_sizes:
-        ours, real, eager, compiled = (_median(results.get((f, batch), []))
-                                       for f in ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile'))
-        lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            batch, cell(ours), cell(ours and ours * gflop, '%.0f'),
-            cell(ours and 100 * ours * gflop / peak, '%.0f%%'), cell(real), cell(eager),
-            cell(compiled), cell(ours and eager and ours / eager, '%.2fx'),
-            cell(ours and compiled and ours / compiled, '%.2fx')))
+        for precision, suffix in (('float32', ''), ('bfloat16', BF16)):
+            ours, real, eager, compiled = (
+                _median(results.get((f + suffix, batch), []))
+                for f in ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile'))
+            if not (ours or real or eager or compiled):
+                continue
+            lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+                batch, precision, cell(ours), cell(ours and ours * gflop, '%.0f'),
+                cell(ours and 100 * ours * gflop / peaks[precision], '%.0f%%'), cell(real),
+                cell(eager), cell(compiled), cell(ours and eager and ours / eager, '%.2fx'),
+                cell(ours and compiled and ours / compiled, '%.2fx')))
     return '\n'.join(lines)
 
 
@@ -295,7 +318,8 @@ def main(argv=None):
               os.environ['OMP_NUM_THREADS'], mx.__version__,
               ', torch %s' % torch.__version__ if torch else '', args.rounds, args.repeats,
               args.steps, gflop, *load))
-    print(format_table(results, args.batch_sizes, gflop, args.peak_gflops))
+    print(format_table(results, args.batch_sizes, gflop,
+                       {'float32': args.peak_gflops, 'bfloat16': args.peak_gflops_bf16}))
     for note in notes:
         print(note)
 
