@@ -21,7 +21,7 @@ untimed window (torch.compile compiles in it), and the table gives the median of
 GFLOP/s counts the convolutions and fully-connected layers (forward, and twice that
 backward); the fraction is of ``--peak-gflops``.
 
-    python benchmarks/train_throughput.py                    # the README's table (~25 min)
+    python benchmarks/train_throughput.py                    # every row, ~40 min
     python benchmarks/train_throughput.py --batch-sizes 32 --rounds 1 --no-real-data
 """
 import os
