@@ -50,7 +50,7 @@ from alexnet_mxnet.base.metrics import TopKMetrics  # noqa: E402
 from alexnet_mxnet.train.fit import evaluate  # noqa: E402
 from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 from alexnet_mxnet.train.step import train_step  # noqa: E402
-from symbols.precision import BF16, COMPUTE_OPS, bf16_training_graph  # noqa: E402
+from symbols.precision import BF16, COMPUTE_OPS, bf16_rounded, bf16_training_graph  # noqa: E402
 
 ROUNDED = 'float32, bf16-rounded weights and batch'
 SGD = dict(momentum=0.9, wd=5e-4)
@@ -96,10 +96,6 @@ def _gradients(module):
             if grad is not None and name in module._param_names}
 
 
-def _bf16_rounded(array):
-    return mx.nd.amp_cast(mx.nd.amp_cast(array, dtype=BF16), dtype='float32')
-
-
 def check(args):
     """Loss and per-parameter gradient relative error against float32 after one step from the
     same weights on the same batch, for the bf16 graph and, as the yardstick, for the float32
@@ -107,14 +103,14 @@ def check(args):
     rounding alone move a gradient by that much."""
     syms = graphs(args, dropout=0)
     modules = _pair(args, syms, args.batch_size)
-    weights = [{name: _bf16_rounded(value) for name, value in group.items()}
+    weights = [{name: bf16_rounded(value) for name, value in group.items()}
                for group in modules['float32'].get_params()]
     modules[ROUNDED] = bound_module(syms['float32'], args.batch_size, args.image_shape, weights,
                                     args.lr)
     batch, loss, grads = _batch(args, args.batch_size), {}, {}
     for precision, module in modules.items():
         data = batch if precision != ROUNDED else mx.io.DataBatch(
-            [_bf16_rounded(batch.data[0])], batch.label, pad=0)
+            [bf16_rounded(batch.data[0])], batch.label, pad=0)
         loss[precision] = train_step(module, data, TopKMetrics(0))
         grads[precision] = _gradients(module)
     errors = {precision: {name: float(np.linalg.norm(grads[precision][name] - ref)

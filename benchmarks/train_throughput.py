@@ -29,6 +29,7 @@ import os
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -155,7 +156,6 @@ def mxnet_real_rates(batch_size, shape, steps, repeats, rec):
 
 
 def torch_rates(batch_size, shape, steps, repeats, compiled, bf16=False):
-    import contextlib
     import torch
     from alexnet_mxnet.inference.torch_alexnet import torch_model
     torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))

@@ -129,8 +129,9 @@ def get_symbol(num_classes=1000, layout='mxnet', batch_norm=False, dtype='float3
     image_shape = parse_image_shape(image_shape)
     _check_args(num_classes, layout, dtype, image_shape, lrn)
     if dtype == 'bfloat16':
-        return bf16_training_graph(get_symbol(num_classes, layout, batch_norm, 'float32',
-                                              image_shape, dropout, label_smoothing, lrn))
+        return bf16_training_graph(get_symbol(
+            num_classes, layout, batch_norm, dtype='float32', image_shape=image_shape,
+            dropout=dropout, label_smoothing=label_smoothing, lrn=lrn))
     body = mx.sym.Variable('data')
     if dtype != 'float32':
         body = mx.sym.Cast(body, dtype=dtype)

@@ -37,17 +37,15 @@ def add_network_args(parser, source=None):
     group.add_argument('--image-shape', type=image_shape, default=None, metavar='C,H,W',
                        help='input channels, height and width (default: %s)'
                             % default('image_shape'))
-    if source == 'labels':     # training
-        group.add_argument('--dtype', default='float32', choices=('float32', 'float16', 'bfloat16'),
-                           help='compute precision: float16 (GPUs) keeps float32 logits and '
-                                'updates float32 master weights; bfloat16 (CPUs with '
-                                'AVX512-BF16 or AMX) runs the convolutions in bfloat16 from '
-                                'float32 weights, so its checkpoints are float32 ones '
-                                '(default: %(default)s)')
-    else:
-        group.add_argument('--dtype', default=defaults['dtype'], choices=('float32', 'float16'),
-                           help='compute precision; float16 keeps float32 logits (default: %s)'
-                                % default('dtype'))
+    # bfloat16 is a training precision; inference has --precision bfloat16 (AMP) instead.
+    training = source == 'labels'
+    group.add_argument('--dtype', default=defaults['dtype'],
+                       choices=('float32', 'float16') + (('bfloat16',) if training else ()),
+                       help='compute precision; float16 keeps float32 logits%s (default: %s)'
+                            % ((' and updates float32 master weights (GPUs); bfloat16 (CPUs '
+                                'with AVX512-BF16 or AMX) runs the convolutions in bfloat16 '
+                                'from float32 weights, so its checkpoints are float32 ones')
+                               if training else '', default('dtype')))
     if source == 'checkpoint':
         return group     # inference runs the stock LRN whatever trained (symbols.lrn)
     group.add_argument('--lrn', default='fast', choices=LRN_IMPLEMENTATIONS,

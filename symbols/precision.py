@@ -25,6 +25,11 @@ FOLLOW_OPS = frozenset(['Activation', 'Pooling', 'Flatten'])
 _FLOAT32_ENUM = 0    # mshadow's type flag of float32, as mx.sym.Variable(dtype=) writes it
 
 
+def bf16_rounded(array):
+    """``array`` (an NDArray) rounded to bfloat16 and back to float32."""
+    return mx.nd.amp_cast(mx.nd.amp_cast(array, dtype=BF16), dtype='float32')
+
+
 def bf16_training_graph(sym, ops=('Convolution',)):
     """``sym`` with the operators ``ops`` that have a learned weight (and the ``FOLLOW_OPS``
     after them) computing in bfloat16; same arguments, outputs and parameter names."""

@@ -17,6 +17,7 @@ import symbols
 from alexnet_mxnet.base.devices import cpu_has_bf16_instructions
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.train import fit
+from symbols.precision import bf16_rounded
 from tests.conftest import REPO
 from tests.fit_helpers import QUICK, run_train, tiny_photo_records
 
@@ -93,8 +94,7 @@ def _step(sym, params, data, labels):
 
 
 def _bf16_rounded(array):
-    return mx.nd.amp_cast(mx.nd.amp_cast(mx.nd.array(array), dtype='bfloat16'),
-                          dtype='float32').asnumpy()
+    return bf16_rounded(mx.nd.array(array)).asnumpy()
 
 
 def test_one_step_agrees_with_float32_within_bf16_rounding(datasets_dir):

@@ -155,9 +155,11 @@ def load_model(prefix, params_file, *, network=None, num_classes=None, image_sha
     if rebuild:
         if network is None:
             raise UsageError('--dtype needs --network: %s has no sidecar naming its network' % prefix)
-        # A bfloat16-trained checkpoint is a float32 one (symbols.precision).
+        # A bfloat16-trained checkpoint is a float32 one (symbols.precision); an unknown dtype
+        # fails in get_symbol, in one line.
+        saved_dtype = meta.get('dtype', 'float32')
         sym = symbols.get_symbol(network, num_classes=saved_classes, image_shape=shape,
-                                 dtype=dtype or _weight_dtype(meta.get('dtype', 'float32')))
+                                 dtype=dtype or WEIGHT_DTYPE.get(saved_dtype, saved_dtype))
         _output_classes(sym, arg_params, aux_params, shape, params_file)
     names = class_names if class_names is not None else meta.get('class_names')
     if names is None:
@@ -213,10 +215,6 @@ def _load_files(prefix, params_file, network):
         raise UsageError('%s is not an MXNet graph (truncated or not P-symbol.json as MXNet saves '
                          'it): %s' % (path, mxnet_error_line(err))) from None
     return sym, arg_params, aux_params
-
-
-def _weight_dtype(dtype):
-    return WEIGHT_DTYPE.get(dtype, dtype)     # an unknown one fails in get_symbol, in one line
 
 
 def graph_dtype(sym):

@@ -46,6 +46,7 @@ from alexnet_mxnet.train.recorder import (Recorder, can_save_states, config_of,
                                           read_metrics_csv, row_of, state_copies)
 from alexnet_mxnet.train.resume import resolve_load_epoch
 from alexnet_mxnet.train.step import train_step
+from symbols.alexnet import WEIGHT_DTYPE
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
 # Synthetic data for --benchmark: this many batches per epoch unless --num-examples says.
@@ -244,7 +245,8 @@ def _check_free_space(args, prefix, symbol, data_shape):
     shapes = [s for n, s in zip(symbol.list_arguments(), arg_shapes)
               if n not in ('data', 'softmax_label')] + aux_shapes
     copies = 4 if args.model_ema else 3
-    needed = copies * sum(int(np.prod(s)) for s in shapes) * np.dtype(symbols.alexnet.WEIGHT_DTYPE[args.dtype]).itemsize
+    itemsize = np.dtype(WEIGHT_DTYPE[args.dtype]).itemsize
+    needed = copies * sum(int(np.prod(s)) for s in shapes) * itemsize
     free = ckpt.free_bytes(prefix)
     if args.overwrite:
         free += sum(os.path.getsize(p) for p in _old_run_files(prefix))
