@@ -65,6 +65,22 @@ def run_train(flags, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
+def process_state(pid):
+    """The fields of ``/proc/PID/stat`` after the command name (state first, then parent PID),
+    or ``None`` once the process is gone (its entry can vanish between open and read)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_alive(pid):
+    """Whether ``pid`` runs: a zombie is dead, only not yet reaped by its parent."""
+    state = process_state(pid)
+    return state is not None and state[0] != 'Z'
+
+
 def tagged_processes(tag):
     """PIDs of live processes whose environment carries ``E_TEST_JOB=tag``."""
     found = []

@@ -13,7 +13,7 @@ import mxnet as mx
 import pytest
 
 from tests.conftest import REPO
-from tests.fit_helpers import TAG, tagged_processes
+from tests.fit_helpers import TAG, process_alive, process_state, tagged_processes
 from alexnet_mxnet.data.im2rec import convert
 from alexnet_mxnet.data.sources import read_class_folders
 
@@ -140,22 +140,10 @@ def test_workers_import_no_mxnet(small_source):
 
 # --- signals, kills and a second conversion ------------------------------------------------
 
-def _state(pid):
-    try:
-        with open('/proc/%d/stat' % pid) as handle:
-            return handle.read().rsplit(')', 1)[1].split()
-    except OSError:
-        return None
-
-
-def _alive(pid):
-    state = _state(pid)
-    return state is not None and state[0] != 'Z'
-
-
 def _children(pid):
     return [int(entry) for entry in os.listdir('/proc') if entry.isdigit()
-            and (_state(int(entry)) or [None, None])[1] == str(pid) and _alive(int(entry))]
+            and (process_state(int(entry)) or [None, None])[1] == str(pid)
+            and process_alive(int(entry))]
 
 
 _STARTED = []

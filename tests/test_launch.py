@@ -23,21 +23,9 @@ from alexnet_mxnet.tools.launcher import (TASK_REPORT, Job, LineSplitter, run_jo
                                           run_with_restarts)
 from alexnet_mxnet.tools.roles import SERVER_CODE, Proc, parse_env_pairs
 from tests.conftest import REPO
-from tests.fit_helpers import TAG, tagged_processes
+from tests.fit_helpers import TAG, process_alive, tagged_processes
 
 PY = sys.executable
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:   # a zombie is dead but not yet reaped by its parent
-        with open('/proc/%d/stat' % pid) as handle:
-            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
 
 
 def proc(role, index, code, tmp_path=None, tag=None):
@@ -188,7 +176,7 @@ def test_first_failure_stops_everything_in_bounded_time(tmp_path):
     assert '[worker 0] boom' in out and '[worker 1] started' in out
     assert time.time() - os.path.getmtime(str(tmp_path / 'failing')) < 2 + 3
     grandchild = int((tmp_path / 'grandchild').read_text())
-    assert not alive(grandchild)
+    assert not process_alive(grandchild)
 
 
 def test_killed_child_reports_the_signal():
@@ -373,9 +361,9 @@ def test_a_stopped_task_gives_its_role_the_grace_period_then_kills_its_group(tmp
     assert wrapper.returncode == -signal.SIGKILL
     assert out.splitlines().count(b'[worker 0] saving') == 1
     deadline = time.monotonic() + 5
-    while (alive(role) or alive(grandchild)) and time.monotonic() < deadline:
+    while (process_alive(role) or process_alive(grandchild)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not alive(role) and not alive(grandchild)
+    assert not process_alive(role) and not process_alive(grandchild)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -433,9 +421,9 @@ def test_stopping_the_launcher_stops_the_job(tmp_path, signum):
         assert launcher.returncode == 128 + signal.SIGTERM
         assert b'received SIGTERM' in err
     deadline = time.monotonic() + 5
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(alive(pid) for pid in children)
+    assert not any(process_alive(pid) for pid in children)
 
 
 @pytest.mark.parametrize('wrapper', [['timeout', '600'], ['bash', '-c', '"$0" "$@"'],
@@ -457,9 +445,9 @@ def test_killing_the_launcher_stops_workers_behind_a_wrapper(tmp_path, wrapper):
     launcher.kill()
     launcher.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in job) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in job) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in job if alive(pid)]
+    assert not [pid for pid in job if process_alive(pid)]
 
 
 def test_mpi_in_a_slurm_allocation_of_several_nodes_needs_a_hostfile(monkeypatch, tmp_path):
