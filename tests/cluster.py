@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import REPO
-from tests.fit_helpers import TAG
+from tests.fit_helpers import TAG, tagged_processes
 
 SLURM_PROGRAMS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'srun', 'salloc', 'sinfo',
                   'scontrol', 'scancel')
@@ -145,11 +145,28 @@ class OneNodeSlurm:
                                       self.folder))
             time.sleep(0.2)
 
+    def cancel_all(self, timeout=30):
+        """Cancel every job and wait until Slurm lists none; returns what ``squeue`` listed."""
+        listed = self._jobs()
+        if listed:
+            subprocess.run(['scancel', '--full', '--user', 'root'], env=self.env,
+                           capture_output=True, timeout=30)
+            deadline = time.monotonic() + timeout
+            while self._jobs():
+                if time.monotonic() > deadline:
+                    raise RuntimeError('one-node Slurm: jobs still listed %d s after scancel'
+                                       % timeout)
+                time.sleep(0.2)
+        return listed
+
+    def _jobs(self):
+        return subprocess.run(['squeue', '-h'], env=self.env, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+
     def stop(self):
         """Cancel every job, then stop the daemons (SIGTERM, SIGKILL after 10 s)."""
         if len(self.daemons) > 1 and self.daemons[1].poll() is None:    # slurmctld
-            subprocess.run(['scancel', '--full', '--user', 'root'], env=self.env,
-                           capture_output=True, timeout=30)
+            self.cancel_all()
         for daemon in reversed(self.daemons):
             _signal_group(daemon, signal.SIGTERM)     # munged runs under runuser
             try:
@@ -215,3 +232,33 @@ class Launched:
         ended = time.monotonic()
         self.reader.join(timeout=10)
         return self.proc.returncode, self.output, ended
+
+    def kill(self):
+        """SIGKILL launch.py and every process of the job; True if launch.py was still running
+        (the test failed before the job ended)."""
+        running = self.proc.poll() is None
+        for pid in tagged_processes(self.tag) + ([self.proc.pid] if running else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait()
+        return running
+
+
+class Jobs:
+    """A test's launch.py jobs, all with the same launcher flags, wrapper and environment;
+    ``close()`` kills those still running so that a failed test cannot disturb the next."""
+
+    def __init__(self, flags, wrapper=(), env=None):
+        self.flags, self.wrapper, self.env = list(flags), wrapper, env
+        self.started = []
+
+    def __call__(self, args, grace=5):
+        self.started.append(Launched(self.flags + ['--grace', str(grace)] + list(args),
+                                     wrapper=self.wrapper, env=self.env))
+        return self.started[-1]
+
+    def close(self):
+        """True if some job was still running."""
+        return any([job.kill() for job in self.started])

@@ -72,9 +72,11 @@ def main():
             mod.forward_backward(batch)
             mod.update()
             seen.append(digests(batch))
-            if args.hold:
-                with open(os.path.join(args.out, 'training-%d' % kv.rank), 'w') as marker:
-                    marker.write(str(os.getpid()))
+            if args.hold:   # the marker a test reads is replaced whole, never seen empty
+                marker = os.path.join(args.out, 'training-%d' % kv.rank)
+                with open(marker + '.tmp', 'w') as handle:
+                    handle.write(str(os.getpid()))
+                os.replace(marker + '.tmp', marker)
                 time.sleep(0.05)
         if not args.hold:
             break

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from alexnet_mxnet.base import checkpoint as ckpt
-from tests.cluster import Launched, missing_mpi, mpi_env, slurm_cluster  # noqa: F401 (fixture)
+from tests.cluster import Jobs, Launched, missing_mpi, mpi_env, slurm_cluster  # noqa: F401
 from tests.conftest import REPO
 from tests.fit_helpers import tagged_processes
 from tests.test_distributed import init_params, photos_rec  # noqa: F401 (fixtures)
@@ -34,25 +34,32 @@ def worker_job(rec, init, out, *extra):
             '--out', str(out)] + list(extra)
 
 
+@pytest.fixture
+def slurm_jobs(slurm_cluster):
+    """``start(args)``: launch.py inside ``salloc -n 4`` of the real Slurm. Afterwards Slurm
+    must hold no job (launch.py gives its allocation back); every job is cancelled either way."""
+    jobs = Jobs(['--launcher', 'slurm', '--interface', 'lo'],
+                wrapper=['salloc', '--quiet', '-n', '4'], env=slurm_cluster.env)
+    yield jobs
+    failed_midway = jobs.close()
+    left = slurm_cluster.cancel_all()
+    assert failed_midway or not left, 'Slurm jobs left: %s' % left
+
+
 @pytest.fixture(params=['slurm', 'mpi'])
 def launcher(request):
-    """``start(args)``: launch.py through the real Slurm (inside ``salloc``) or Open MPI."""
+    """``start(args, grace=5)``: launch.py through the real Slurm or Open MPI."""
     if request.param == 'slurm':
-        cluster = request.getfixturevalue('slurm_cluster')
-        yield lambda args, grace=5: Launched(
-            ['--launcher', 'slurm', '--interface', 'lo', '--grace', str(grace)] + args,
-            wrapper=['salloc', '--quiet', '-n', '4'], env=cluster.env)
-        jobs = subprocess.run(['squeue', '-h'], env=cluster.env, capture_output=True,
-                              text=True, timeout=30)
-        assert jobs.stdout.strip() == '', 'Slurm jobs left: %s' % jobs.stdout
+        yield request.getfixturevalue('slurm_jobs')
         return
     reason = missing_mpi()
     if reason:
         pytest.skip(reason)
     # --oversubscribe: 4 processes on 2 cores
-    yield lambda args, grace=5: Launched(
-        ['--launcher', 'mpi', '--interface', 'lo', '--launcher-args=--oversubscribe',
-         '--grace', str(grace)] + args, env=mpi_env())
+    jobs = Jobs(['--launcher', 'mpi', '--interface', 'lo', '--launcher-args=--oversubscribe'],
+                env=mpi_env())
+    yield jobs
+    jobs.close()
 
 
 @pytest.fixture(scope='module')
@@ -197,12 +204,11 @@ def test_stopping_launch_py_gives_every_role_one_sigterm(launcher, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_job_that_slurm_stops_gets_one_sigterm_and_no_restart(slurm_cluster, tmp_path):
+def test_a_job_that_slurm_stops_gets_one_sigterm_and_no_restart(slurm_cluster, slurm_jobs,
+                                                                 tmp_path):
     """scancel --signal=TERM (what the time limit sends): one SIGTERM to every role, then the
     job ends, reported as stopped; --max-restarts does not start it again."""
-    job = Launched(['--launcher', 'slurm', '--interface', 'lo', '--max-restarts', '1']
-                   + signal_recorder(tmp_path), wrapper=['salloc', '--quiet', '-n', '4'],
-                   env=slurm_cluster.env)
+    job = slurm_jobs(['--max-restarts', '1'] + signal_recorder(tmp_path))
     wait_ready(job, tmp_path)
     allocation = subprocess.run(['squeue', '-h', '-o', '%i'], env=slurm_cluster.env,
                                 capture_output=True, text=True, timeout=30).stdout.split()
