@@ -32,6 +32,8 @@ setup(
     # scripts at the repository top (train_imagenet.py, score.py, ...) are not installed; the
     # console scripts below do the same from anywhere.
     packages=find_packages(include=['symbols', 'iterators', 'alexnet_mxnet', 'alexnet_mxnet.*']),
+    # the fused LRN kernel's source, compiled on first use (symbols/lrn_kernel.py)
+    package_data={'symbols': ['lrn_kernel.cc']},
     install_requires=[
         MXNET,
         'numpy<1.24',            # mxnet 1.9.1 fails on numpy>=1.24 (np.bool) and 2.x (np.PZERO)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The OS packages of the cluster tests: a real one-node Slurm (slurm-wlm, munge) and Open MPI
-# (openmpi-bin). Best effort, and quick when they are there already: without root, apt-get or
+# (openmpi-bin); and g++, which builds the fused LRN kernel (symbols/lrn_kernel.py). Best effort, and quick when they are there already: without root, apt-get or
 # a network the install is skipped with one line, and the tests that need them skip, saying why.
 set -u
-packages=(slurm-wlm munge openmpi-bin)
+packages=(slurm-wlm munge openmpi-bin g++)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \

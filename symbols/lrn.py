@@ -22,6 +22,7 @@ import json
 import mxnet as mx
 
 from alexnet_mxnet.base.errors import UsageError
+from symbols import lrn_kernel
 
 IMPLEMENTATIONS = ('fast', 'native')
 _MARK = '__lrn__'
@@ -61,6 +62,20 @@ def lrn(data, channels, name, impl='fast', alpha=1e-4, beta=0.75, knorm=2.0, nsi
 def native_lrn_graph(sym):
     """``sym`` with every fast LRN replaced by ``mx.sym.LRN`` of the same parameters (the same
     function; no argument changes). A graph without one is returned as it is."""
+    return _replace_marked(sym, 'LRN')
+
+
+def has_fast_lrn(sym):
+    return any(_MARK in node.get('attrs', {}) for node in json.loads(sym.tojson())['nodes'])
+
+
+def fused_lrn_graph(sym):
+    """``sym`` with every fast LRN replaced by the fused kernel (``lrn_kernel``, CPU only; its
+    ``load()`` must have succeeded). For training only: checkpoints keep ``sym``."""
+    return _replace_marked(sym, lrn_kernel.OP)
+
+
+def _replace_marked(sym, op):
     graph = json.loads(sym.tojson())
     changed = False
     for node in graph['nodes']:
@@ -68,7 +83,7 @@ def native_lrn_graph(sym):
         if mark is None:
             continue
         params = json.loads(mark)
-        node['op'] = 'LRN'
+        node['op'] = op
         node['attrs'] = {key: str(params[key]) for key in _PARAMS}
         node['inputs'] = node['inputs'][:1]      # the normalised data
         changed = True

@@ -12,6 +12,7 @@ from alexnet_mxnet.train.callbacks import Diverged
 from alexnet_mxnet.train.fit import fit
 from tests.fit_helpers import (QUICK, assert_same_params, metrics_rows, parse, run_train,
                                tiny_photo_records)
+from symbols import lrn_kernel
 
 STEP = ['--lr-step-epochs', '2', '--lr-factor', '0.1']
 
@@ -81,6 +82,9 @@ def test_resume_reproduces_uninterrupted_run(records, full_run, tmp_path):
 def test_checkpoint_files_load_with_stock_mxnet(full_run):
     sym, arg, aux = mx.model.load_checkpoint(full_run, 3)
     assert sym.list_outputs() == ['softmax_output'] and 'fc3_weight' in arg
+    # trained through the fused LRN kernel (where it builds), saved as stock operators
+    ops = [node['op'] for node in json.loads(sym.tojson())['nodes']]
+    assert lrn_kernel.OP not in ops and 'LRN' not in ops and ops.count('square') == 2
     module = mx.mod.Module.load(full_run, 3, load_optimizer_states=True, context=mx.cpu())
     module.bind(data_shapes=[('data', (8, 3, 67, 67))], label_shapes=[('softmax_label', (8,))])
     module.init_optimizer(optimizer='sgd', optimizer_params={'momentum': 0.9})

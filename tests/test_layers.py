@@ -136,6 +136,7 @@ def test_the_wheel_installs_three_names_and_no_scripts(tmp_path):
         scripts = archive.read(entry_points).decode()
     assert {n.split('/')[0] for n in names if '.dist-info' not in n} == {
         'alexnet_mxnet', 'iterators', 'symbols'}
+    assert 'symbols/lrn_kernel.cc' in names        # the fused LRN kernel is built from it
     for command in ('train', 'score', 'predict', 'export', 'benchmark', 'launch', 'im2rec',
                     'summary'):
         assert 'alexnet-%s = alexnet_mxnet.console:%s' % (command, command) in scripts

@@ -1,8 +1,11 @@
 """The fast LRN (symbols.lrn) is mx.sym.LRN: the same values and gradients, no parameter of its
-own, checkpoints interchangeable with the stock operator's."""
+own, checkpoints interchangeable with the stock operator's; so is the fused CPU kernel that
+training runs it through (symbols.lrn_kernel), which checkpoints never see."""
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import mxnet as mx
@@ -11,14 +14,29 @@ import pytest
 
 import symbols
 from symbols.alexnet import LRN_PARAMS
-from symbols.lrn import lrn, native_lrn_graph
+from symbols import lrn_kernel
+from symbols.lrn import fused_lrn_graph, lrn, native_lrn_graph
+from tests.conftest import REPO
 
 RTOL = 1e-5
 
 
+@pytest.fixture(scope='module')
+def kernel():
+    if not lrn_kernel.compiler():
+        pytest.skip('no C++ compiler to build the fused LRN kernel (.ci/os-packages.sh '
+                    'installs g++)')
+    reason = lrn_kernel.load()
+    assert reason is None, reason
+
+
 def _forward_backward(impl, x, head_grad):
+    """``impl``: fast, native or fused (the fast graph through the kernel)."""
     data = mx.sym.Variable('data')
-    out = lrn(data, x.shape[1], 'lrn1', impl, **LRN_PARAMS)
+    out = lrn(data, x.shape[1], 'lrn1', 'native' if impl == 'native' else 'fast', **LRN_PARAMS)
+    if impl == 'fused':
+        out = fused_lrn_graph(out)
+        assert [n['op'] for n in json.loads(out.tojson())['nodes']][-1] == lrn_kernel.OP
     exe = out.simple_bind(mx.cpu(), data=x.shape)
     exe.arg_dict['data'][:] = x
     exe.forward(is_train=True)
@@ -26,28 +44,32 @@ def _forward_backward(impl, x, head_grad):
     return exe.outputs[0].asnumpy(), exe.grad_dict['data'].asnumpy()
 
 
-def _assert_same_lrn(x, seed=0):
-    """Fast and native LRN agree within RTOL of the output's (gradient's) scale, elementwise."""
+def _assert_same_lrn(x, impl, seed=0):
+    """``impl`` and native LRN agree within RTOL of the output's (gradient's) scale."""
     head_grad = np.random.RandomState(seed).randn(*x.shape).astype(np.float32)
-    fast_y, fast_dx = _forward_backward('fast', x, head_grad)
+    fast_y, fast_dx = _forward_backward(impl, x, head_grad)
     native_y, native_dx = _forward_backward('native', x, head_grad)
     for ours, stock in ((fast_y, native_y), (fast_dx, native_dx)):
         assert np.all(np.isfinite(ours))
         np.testing.assert_allclose(ours, stock, rtol=RTOL, atol=RTOL * np.abs(stock).max())
 
 
-@pytest.mark.parametrize('channels, scale', [(1, 50.0), (3, 50.0), (7, 300.0), (96, 30.0),
-                                             (256, 100.0)])
-def test_random_inputs_match_native_lrn(channels, scale):
+@pytest.mark.parametrize('impl', ['fast', 'fused'])
+@pytest.mark.parametrize('channels, scale, plane', [
+    (1, 50.0, (9, 7)), (3, 50.0, (9, 7)), (7, 300.0, (9, 7)), (96, 30.0, (9, 7)),
+    (256, 100.0, (9, 7)), (5, 80.0, (27, 23))])
+def test_random_inputs_match_native_lrn(channels, scale, plane, impl, kernel):
     """ReLU-like inputs (many exact zeros) large enough that the window sum matters (s up to
-    ~2 + 10 at scale 300); few channels put every channel at an edge of its window."""
+    ~2 + 10 at scale 300); few channels put every channel at an edge of its window; a plane of
+    621 values is more than one of the kernel's stretches (512), the last one cut short."""
     rng = np.random.RandomState(channels)
-    x = np.maximum(rng.randn(2, channels, 9, 7) * scale, 0).astype(np.float32)
+    x = np.maximum(rng.randn(2, channels, *plane) * scale, 0).astype(np.float32)
     x[0, :, 0, 0] = scale * 4          # one pixel far into the normalising regime
-    _assert_same_lrn(x)
+    _assert_same_lrn(x, impl)
 
 
-def test_real_photo_activations_match_native_lrn(datasets_dir):
+@pytest.mark.parametrize('impl', ['fast', 'fused'])
+def test_real_photo_activations_match_native_lrn(datasets_dir, impl, kernel):
     """conv1+ReLU activations of real photos, scaled as a trained net's are (tens to hundreds)."""
     paths = sorted(glob.glob(os.path.join(datasets_dir, 'imagenette2-224', 'train', '*',
                                           '*.JPEG')))[::1000][:4]
@@ -63,7 +85,7 @@ def test_real_photo_activations_match_native_lrn(datasets_dir):
     exe.arg_dict['data'][:] = images
     activations = exe.forward()[0].asnumpy()
     assert activations.max() > 100       # the normalisation is not a no-op here
-    _assert_same_lrn(activations)
+    _assert_same_lrn(activations, impl)
 
 
 @pytest.mark.parametrize('network', ['alexnet', 'alexnet-grouped'])
@@ -136,9 +158,10 @@ def test_the_lrn_flag_reaches_the_training_graph(flag, stock_operators):
 
 @pytest.mark.parametrize('update_on_kvstore', ['1', '0'])
 def test_two_cpu_contexts_train_without_a_hang(update_on_kvstore, tmp_path):
-    """Both devices run the fast LRN at once. Its window sum as ``batch_dot`` (OpenBLAS) hung
-    there for good, in the first step: OpenBLAS's threaded GEMM deadlocks when two engine
-    threads call it together."""
+    """Both devices run the LRN at once, through the fused kernel (two engine threads, each
+    with its own OpenMP team). The window sum as ``batch_dot`` (OpenBLAS) hung there for good,
+    in the first step: OpenBLAS's threaded GEMM deadlocks when two engine threads call it
+    together."""
     from tests.fit_helpers import Training
     run = Training(['--benchmark', '--cpus', '2', '--kv-store', 'local', '--image-shape', '3,67,67',
                     '--batch-size', '8', '--num-examples', '64', '--num-epochs', '1',
@@ -147,3 +170,64 @@ def test_two_cpu_contexts_train_without_a_hang(update_on_kvstore, tmp_path):
     status, log = run.finish(timeout=90)
     assert status == 0, log
     assert 'on cpu(0),cpu(1)' in log
+    assert ('LRN: the fused CPU kernel' if lrn_kernel.compiler() else
+            'LRN: the fused CPU kernel is not used (no C++ compiler') in log
+
+
+def test_training_through_the_kernel_matches_the_stock_operators(kernel):
+    """An SGD step of alexnet on the fast LRN's stock-operator graph and on the same graph
+    through the kernel, from the same weights: the same weights after (measured: within
+    8e-7 of each weight's largest; later steps on these large inputs amplify rounding)."""
+    shape = (3, 67, 67)
+    data = np.random.RandomState(2).uniform(-2, 2, (4,) + shape).astype(np.float32) * 60
+    batch = mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array([0, 1, 2, 3])])
+    symbol = symbols.get_symbol('alexnet', 5, shape, dropout=0)
+    fused = fused_lrn_graph(symbol)
+    assert [n['op'] for n in json.loads(fused.tojson())['nodes']].count(lrn_kernel.OP) == 2
+    trained = []
+    for graph in (symbol, fused):
+        module = mx.mod.Module(graph, context=mx.cpu())
+        module.bind(data_shapes=[('data', data.shape)], label_shapes=[('softmax_label', (4,))])
+        mx.random.seed(0)
+        module.init_params(mx.init.Xavier())
+        module.init_optimizer(optimizer='sgd', optimizer_params=dict(learning_rate=0.01,
+                                                                     momentum=0.9))
+        module.forward_backward(batch)
+        module.update()
+        trained.append({k: v.asnumpy() for k, v in module.get_params()[0].items()})
+    start = mx.mod.Module(symbol, context=mx.cpu())
+    start.bind(data_shapes=[('data', data.shape)], label_shapes=[('softmax_label', (4,))])
+    mx.random.seed(0)
+    start.init_params(mx.init.Xavier())
+    moved = 0
+    for name, stock in trained[0].items():
+        np.testing.assert_allclose(trained[1][name], stock, rtol=1e-5,
+                                   atol=1e-5 * np.abs(stock).max(), err_msg=name)
+        moved += not np.allclose(stock, start.get_params()[0][name].asnumpy())
+    assert moved == len(trained[0])          # every weight took part
+
+
+def _load_in_a_process(cache, **env):
+    done = subprocess.run([sys.executable, '-c', 'from symbols import lrn_kernel; '
+                           'print(lrn_kernel.load())'], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, XDG_CACHE_HOME=str(cache), **env), timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_kernel_is_built_once_per_cache_and_can_be_switched_off(tmp_path):
+    assert _load_in_a_process(tmp_path) == 'None'
+    built = glob.glob(str(tmp_path / 'alexnet-mxnet' / '*'))
+    assert len(built) == 1 and built[0].endswith('.so')
+    when = os.stat(built[0]).st_mtime_ns
+    assert _load_in_a_process(tmp_path) == 'None'          # loaded again, not rebuilt
+    assert glob.glob(str(tmp_path / 'alexnet-mxnet' / '*')) == built
+    assert os.stat(built[0]).st_mtime_ns == when
+    assert _load_in_a_process(tmp_path, ALEXNET_LRN_KERNEL='off') == 'ALEXNET_LRN_KERNEL=off'
+
+
+@pytest.mark.parametrize('compiler, reason', [('false', 'false failed: no output'),
+                                              ('/no/such/c++', 'No such file or directory')])
+def test_a_failed_build_is_one_line_and_leaves_nothing(tmp_path, compiler, reason):
+    assert reason in _load_in_a_process(tmp_path, CXX=compiler)
+    assert glob.glob(str(tmp_path / 'alexnet-mxnet' / '*')) == []

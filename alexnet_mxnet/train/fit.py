@@ -46,7 +46,9 @@ from alexnet_mxnet.train.recorder import (Recorder, can_save_states, config_of,
                                           read_metrics_csv, row_of, state_copies)
 from alexnet_mxnet.train.resume import resolve_load_epoch
 from alexnet_mxnet.train.step import train_step
+from symbols import lrn_kernel
 from symbols.alexnet import WEIGHT_DTYPE
+from symbols.lrn import fused_lrn_graph, has_fast_lrn
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
 # Synthetic data for --benchmark: this many batches per epoch unless --num-examples says.
@@ -263,6 +265,21 @@ def _old_run_files(prefix):
     return ckpt.run_files(prefix) + ema_files(prefix)
 
 
+def _with_lrn_kernel(symbol, contexts):
+    """``symbol`` with its fast LRNs run by the fused kernel when every device is a CPU and the
+    kernel builds and loads; else as it is, saying why."""
+    if not has_fast_lrn(symbol) or any(ctx.device_type != 'cpu' for ctx in contexts):
+        return symbol
+    reason = lrn_kernel.load()
+    if reason is None:
+        LOG.info('LRN: the fused CPU kernel')
+        return fused_lrn_graph(symbol)
+    log = LOG.info if lrn_kernel.switched_off() else LOG.warning
+    log('LRN: the fused CPU kernel is not used (%s); the same LRN from stock operators is '
+        'slower', reason)
+    return symbol
+
+
 def prepare(args, plan, kv, prefix, writes, check=lambda: None):
     """Every remaining check a user's mistake can fail -- checkpoint to resume, free space,
     every record of the data -- then the data iterators: returns the run. ``check()``
@@ -286,6 +303,7 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
     elif args.pretrained and args.features_lr_mult != 1.0:
         finetune.set_lr_mult(symbol, finetune.feature_params(symbol), args.features_lr_mult)
     train_symbol = mixing.soft_label_head(symbol) if mixing.mixes(args) else symbol
+    train_symbol = _with_lrn_kernel(train_symbol, plan.contexts)
     if writes:
         _check_free_space(args, prefix, symbol, data_shape)
     check()
