@@ -6,6 +6,7 @@ Operators run one by one here (``MXNET_EXEC_BULK_EXEC_TRAIN=0``, or the profiler
 block of fused segments), which makes the step a little slower than in training.
 
     python benchmarks/profile_step.py                       # batch 32, 3x227x227, fast LRN
+    ALEXNET_LRN_KERNEL=off python benchmarks/profile_step.py    # without the fused kernel
     python benchmarks/profile_step.py --lrn native --batch-size 128
 """
 import os
@@ -30,7 +31,7 @@ from alexnet_mxnet.base.metrics import TopKMetrics  # noqa: E402
 from alexnet_mxnet.train.step import train_step  # noqa: E402
 from alexnet_mxnet.train.lr_schedule import create_initializer  # noqa: E402
 from iterators import SyntheticIter  # noqa: E402
-from symbols.lrn import IMPLEMENTATIONS  # noqa: E402
+from symbols.lrn import IMPLEMENTATIONS, training_graph  # noqa: E402
 
 
 def build_parser():
@@ -53,7 +54,7 @@ SGD = dict(learning_rate=0.01, momentum=0.9, wd=5e-4)
 def fit_like_module(sym, batch_size, shape):
     """A bound ``Module`` with the paper's initial weights and SGD, as ``fit`` builds it on one
     CPU (no kvstore)."""
-    module = mx.mod.Module(sym, context=[mx.cpu()])
+    module = mx.mod.Module(training_graph(sym, [mx.cpu()])[0], context=[mx.cpu()])
     module.bind(data_shapes=[('data', (batch_size,) + tuple(shape))],
                 label_shapes=[('softmax_label', (batch_size,))])
     module.init_params(create_initializer('alexnet'))

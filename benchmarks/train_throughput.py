@@ -5,6 +5,8 @@ same CPU; plus ``fit`` on real photos (JPEG decoding and augmentation included).
 * ``mxnet``: ``alexnet_mxnet.train.fit.fit`` with ``--benchmark`` (synthetic images), timed by
   its own Speedometer lines (``--disp-batches STEPS``): every batch goes through
   ``train_step`` as in training, metrics and NaN check included.
+* ``mxnet-stock-lrn``: the same with ``ALEXNET_LRN_KERNEL=off``: the fast LRN from stock
+  operators instead of the fused kernel that ``fit`` runs it through on CPUs.
 * ``mxnet-real``: the same on a ``.rec`` of imagenette photos (converted once into
   ``--work-dir``, shorter side 256, random 227x227 crops and mirroring as in training).
 * ``pytorch`` / ``torch.compile``: ``inference.torch_alexnet``'s twin of the same graph (LRN
@@ -48,14 +50,16 @@ DATASETS = os.path.join(os.path.dirname(REPO), 'shared', 'datasets')
 import mxnet as mx  # noqa: E402
 
 import symbols  # noqa: E402
+from symbols import lrn_kernel  # noqa: E402
 from alexnet_mxnet.base.argtypes import POSITIVE, POSITIVE_INT, int_list  # noqa: E402
 from alexnet_mxnet.base.cli import run_cli  # noqa: E402
 from alexnet_mxnet.base.errors import UsageError  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, wd=5e-4)
-FRAMEWORKS = ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile',
+FRAMEWORKS = ('mxnet', 'mxnet-stock-lrn', 'mxnet-real', 'pytorch', 'torch.compile',
               'mxnet-bf16', 'pytorch-bf16', 'torch.compile-bf16')
 BF16 = '-bf16'
+STOCK_LRN = {lrn_kernel.SWITCH: 'off'}
 SPEED = re.compile(r'Speed: ([0-9.]+) samples/sec')
 ALL_CORES = range(os.cpu_count() or 1)
 CHILD_TIMEOUT = 3600          # seconds: one process, generous for torch.compile on 2 cores
@@ -185,7 +189,7 @@ def torch_rates(batch_size, shape, steps, repeats, compiled, bf16=False):
 def child(args, shape):
     bf16 = args.child.endswith(BF16)
     framework = args.child[:-len(BF16)] if bf16 else args.child
-    if framework == 'mxnet':
+    if framework in ('mxnet', 'mxnet-stock-lrn'):     # measure() sets the latter's switch
         rates = mxnet_rates(args.batch_size, shape, args.steps, args.repeats,
                             'bfloat16' if bf16 else 'float32')
     elif framework == 'mxnet-real':
@@ -207,7 +211,9 @@ def measure(args, framework, batch_size, rec=None):
         # Every core for the child: this process's OpenMP (MXNet, imported above) may have
         # pinned its thread to one core (OMP_PROC_BIND), and a child inherits that mask.
         proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                              preexec_fn=lambda: os.sched_setaffinity(0, ALL_CORES))
+                              preexec_fn=lambda: os.sched_setaffinity(0, ALL_CORES),
+                              env=dict(os.environ, **STOCK_LRN) if framework == 'mxnet-stock-lrn'
+                              else None)
     except subprocess.TimeoutExpired:
         return [], '%s batch %d: no result within %d s' % (framework, batch_size, CHILD_TIMEOUT)
     lines = proc.stdout.strip().splitlines()
@@ -254,21 +260,22 @@ def format_table(results, batch_sizes, gflop, peaks):
     each row's ratios compare frameworks at the same precision."""
     def cell(value, fmt='%.1f'):
         return fmt % value if value is not None else 'n/a'
-    lines = ['| batch | precision | mxnet, fit (img/s) | GFLOP/s | of peak | mxnet, fit on '
-             'imagenette .rec (img/s) | pytorch eager | torch.compile | mxnet / eager | '
-             'mxnet / compile |',
-             '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    lines = ['| batch | precision | mxnet, fit (img/s) | GFLOP/s | of peak | mxnet, LRN from '
+             'stock operators | mxnet, fit on imagenette .rec (img/s) | pytorch eager | '
+             'torch.compile | mxnet / eager | mxnet / compile |',
+             '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for batch in batch_sizes:
         for precision, suffix in (('float32', ''), ('bfloat16', BF16)):
-            ours, real, eager, compiled = (
+            ours, stock, real, eager, compiled = (
                 _median(results.get((f + suffix, batch), []))
-                for f in ('mxnet', 'mxnet-real', 'pytorch', 'torch.compile'))
-            if not (ours or real or eager or compiled):
+                for f in ('mxnet', 'mxnet-stock-lrn', 'mxnet-real', 'pytorch', 'torch.compile'))
+            if not (ours or stock or real or eager or compiled):
                 continue
-            lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            lines.append('| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
                 batch, precision, cell(ours), cell(ours and ours * gflop, '%.0f'),
-                cell(ours and 100 * ours * gflop / peaks[precision], '%.0f%%'), cell(real),
-                cell(eager), cell(compiled), cell(ours and eager and ours / eager, '%.2fx'),
+                cell(ours and 100 * ours * gflop / peaks[precision], '%.0f%%'), cell(stock),
+                cell(real), cell(eager), cell(compiled),
+                cell(ours and eager and ours / eager, '%.2fx'),
                 cell(ours and compiled and ours / compiled, '%.2fx')))
     return '\n'.join(lines)
 

@@ -75,6 +75,16 @@ def fused_lrn_graph(sym):
     return _replace_marked(sym, lrn_kernel.OP)
 
 
+def training_graph(sym, contexts):
+    """``(graph, why_not)``: ``sym`` with its fast LRNs run by the fused kernel when every
+    device is a CPU and the kernel loads (``why_not`` None); else ``sym`` and one line saying
+    why, or None when there is nothing the kernel could run."""
+    if not has_fast_lrn(sym) or any(ctx.device_type != 'cpu' for ctx in contexts):
+        return sym, None
+    reason = lrn_kernel.load()
+    return (sym, reason) if reason else (fused_lrn_graph(sym), None)
+
+
 def _replace_marked(sym, op):
     graph = json.loads(sym.tojson())
     changed = False

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 import symbols
+from symbols.lrn import training_graph
 from iterators import SyntheticIter
 from alexnet_mxnet.inference.model import inference_symbol
 from alexnet_mxnet.inference.predictor import Predictor, check_memory
@@ -103,7 +104,7 @@ def time_mxnet(network='alexnet', batch_size=32, image_shape=None, num_classes=1
     if precision != 'float32':
         result.note = 'forward+backward: n/a, %s is an inference path' % precision
         return result
-    module = mx.mod.Module(sym, context=contexts)
+    module = mx.mod.Module(training_graph(sym, contexts)[0], context=contexts)  # as fit runs it
     module.bind(data_shapes=data.provide_data, label_shapes=data.provide_label)
     module.set_params(arg_params, aux_params)
 

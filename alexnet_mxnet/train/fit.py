@@ -48,7 +48,7 @@ from alexnet_mxnet.train.resume import resolve_load_epoch
 from alexnet_mxnet.train.step import train_step
 from symbols import lrn_kernel
 from symbols.alexnet import WEIGHT_DTYPE
-from symbols.lrn import fused_lrn_graph, has_fast_lrn
+from symbols.lrn import training_graph
 
 MOMENTUM_OPTIMIZERS = ('sgd', 'nag', 'signum', 'dcasgd', 'lbsgd')
 # Synthetic data for --benchmark: this many batches per epoch unless --num-examples says.
@@ -266,18 +266,16 @@ def _old_run_files(prefix):
 
 
 def _with_lrn_kernel(symbol, contexts):
-    """``symbol`` with its fast LRNs run by the fused kernel when every device is a CPU and the
-    kernel builds and loads; else as it is, saying why."""
-    if not has_fast_lrn(symbol) or any(ctx.device_type != 'cpu' for ctx in contexts):
-        return symbol
-    reason = lrn_kernel.load()
-    if reason is None:
+    """``symbol`` with its fast LRNs run by the fused CPU kernel where it can be, said either
+    way."""
+    graph, why_not = training_graph(symbol, contexts)
+    if graph is not symbol:
         LOG.info('LRN: the fused CPU kernel')
-        return fused_lrn_graph(symbol)
-    log = LOG.info if lrn_kernel.switched_off() else LOG.warning
-    log('LRN: the fused CPU kernel is not used (%s); the same LRN from stock operators is '
-        'slower', reason)
-    return symbol
+    elif why_not:
+        log = LOG.info if lrn_kernel.switched_off() else LOG.warning
+        log('LRN: the fused CPU kernel is not used (%s); the same LRN from stock operators is '
+            'slower', why_not)
+    return graph
 
 
 def prepare(args, plan, kv, prefix, writes, check=lambda: None):
