@@ -15,7 +15,9 @@ other with the same outputs.
 ``fast`` marks its last node with ``__lrn__`` (the LRN's parameters): ``native_lrn_graph``
 turns every such node back into ``mx.sym.LRN``, for inference paths whose tools (bfloat16 and
 int8 conversion, the ONNX exporter, the PyTorch twin) know LRN and whose forward-only pass is
-faster with the stock operator.
+faster with the stock operator; ``training_graph`` turns them into the fused CPU kernel
+(``lrn_kernel``) for training, where the elementwise rest of ``fast`` still costs some twenty
+passes over the activations a step.
 """
 import json
 
@@ -86,7 +88,7 @@ def training_graph(sym, contexts):
 
 
 def _replace_marked(sym, op):
-    graph = json.loads(sym.tojson())
+    graph = json.loads(sym.tojson(remove_amp_cast=False))     # a bf16 graph keeps its casts
     changed = False
     for node in graph['nodes']:
         mark = node.get('attrs', {}).get(_MARK)

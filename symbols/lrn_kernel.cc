@@ -8,6 +8,7 @@
 // recomputes s from x instead of keeping it:
 //
 //   dx_j = g_j s_j^-beta - 2 alpha beta / nsize * x_j * sum over the window of j of g_c y_c / s_c
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -18,7 +19,6 @@
 
 using mxnet::ext::MX_FAIL;
 using mxnet::ext::MX_SUCCESS;
-using mxnet::ext::MXContext;
 using mxnet::ext::MXReturnValue;
 using mxnet::ext::MXTensor;
 using mxnet::ext::OpResource;

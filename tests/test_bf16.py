@@ -17,6 +17,8 @@ import symbols
 from alexnet_mxnet.base.devices import cpu_has_bf16_instructions
 from alexnet_mxnet.base.errors import UsageError
 from alexnet_mxnet.train import fit
+from symbols import lrn_kernel
+from symbols.lrn import training_graph
 from symbols.precision import bf16_rounded
 from tests.conftest import REPO
 from tests.fit_helpers import QUICK, run_train, tiny_photo_records
@@ -60,6 +62,21 @@ def test_the_fast_lrn_band_convolution_stays_float32():
     _, bf16 = _graphs('alexnet')
     types = _output_types(bf16)
     assert types['lrn1_window'] == np.float32 and types['lrn1'] == np.float32
+
+
+def test_the_fused_lrn_kernel_keeps_the_convolutions_in_bf16():
+    """The kernel replaces the LRN by rewriting the graph's JSON: it must keep the casts that a
+    plain ``tojson()`` drops (it once did: bf16 runs then trained in float32, as fast)."""
+    if not lrn_kernel.compiler():
+        pytest.skip('no C++ compiler to build the fused LRN kernel')
+    _, bf16 = _graphs('alexnet')
+    graph, why_not = training_graph(bf16, [mx.cpu()])
+    assert why_not is None and graph is not bf16
+    ops = [node['op'] for node in json.loads(graph.tojson(remove_amp_cast=False))['nodes']]
+    assert ops.count(lrn_kernel.OP) == 2
+    types = _output_types(graph)
+    assert all(types['conv%d' % i].names == ('bfloat16',) for i in range(1, 6)), types
+    assert types['lrn1'] == types['lrn2'] == types['fc1'] == np.float32
 
 
 def test_the_saved_graph_is_the_float32_graph(tmp_path):
