@@ -37,6 +37,13 @@ struct Params {
         knorm(std::stof(attrs.at("knorm"))), nsize(std::stoi(attrs.at("nsize"))) {}
 };
 
+// A tensor as (N, C, H*W)
+struct Planes {
+  int64_t images, channels, plane;
+  explicit Planes(const MXTensor& t)
+      : images(t.shape[0]), channels(t.shape[1]), plane(t.size() / (t.shape[0] * t.shape[1])) {}
+};
+
 // s^-beta; beta = 0.75 (AlexNet's) as rsqrt(s) * sqrt(rsqrt(s)), which vectorises
 inline float inverse_power(float s, float beta) {
   if (beta == 0.75f) {
@@ -78,12 +85,11 @@ inline void window_scale(const float* x, int64_t c, int64_t channels, int64_t pl
 MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                       std::vector<MXTensor>* outputs, const OpResource& res) {
   const Params p(attrs);
-  const MXTensor& in = (*inputs)[0];
-  const int64_t images = in.shape[0], channels = in.shape[1];
-  const int64_t plane = in.size() / (images * channels);
+  const Planes v((*inputs)[0]);
+  const int64_t channels = v.channels, plane = v.plane;
   const float* x = (*inputs)[0].data<float>();
   float* y = (*outputs)[0].data<float>();
-  for_each_stretch(images, channels, plane, [&](int64_t offset, int64_t length) {
+  for_each_stretch(v.images, channels, plane, [&](int64_t offset, int64_t length) {
     float scale[kStretch];
     for (int64_t c = 0; c < channels; ++c) {
       window_scale(x + offset, c, channels, plane, length, p, scale);
@@ -99,16 +105,15 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                        std::vector<MXTensor>* outputs, const OpResource& res) {
   const Params p(attrs);
-  const MXTensor& in = (*inputs)[1];
-  const int64_t images = in.shape[0], channels = in.shape[1];
-  const int64_t plane = in.size() / (images * channels);
+  const Planes v((*inputs)[1]);
+  const int64_t channels = v.channels, plane = v.plane;
   const float* g = (*inputs)[0].data<float>();
   const float* x = (*inputs)[1].data<float>();
   const float* y = (*inputs)[2].data<float>();
   float* dx = (*outputs)[0].data<float>();
   const int half = p.nsize / 2;
   const float coefficient = 2.0f * p.alpha * p.beta / p.nsize;
-  for_each_stretch(images, channels, plane, [&](int64_t offset, int64_t length) {
+  for_each_stretch(v.images, channels, plane, [&](int64_t offset, int64_t length) {
     // ratio[c % nsize] holds g_c y_c / s_c for the channels of the current window
     std::vector<float> ratio(static_cast<size_t>(p.nsize) * kStretch);
     float scale[kStretch], sum[kStretch];
