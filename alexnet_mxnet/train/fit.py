@@ -301,7 +301,6 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
     elif args.pretrained and args.features_lr_mult != 1.0:
         finetune.set_lr_mult(symbol, finetune.feature_params(symbol), args.features_lr_mult)
     train_symbol = mixing.soft_label_head(symbol) if mixing.mixes(args) else symbol
-    train_symbol = _with_lrn_kernel(train_symbol, plan.contexts)
     if writes:
         _check_free_space(args, prefix, symbol, data_shape)
     check()
@@ -329,6 +328,8 @@ def prepare(args, plan, kv, prefix, writes, check=lambda: None):
     scheduler = create_scheduler(args.lr_scheduler, args.lr, epoch_updates, args.num_epochs,
                                  step_epochs=plan.step_epochs, factor=args.lr_factor,
                                  warmup_epochs=args.warmup_epochs)
+    # after every check of the user's input (which must fail in one line, before any log)
+    train_symbol = _with_lrn_kernel(train_symbol, plan.contexts)
     if writes and args.overwrite:
         old = _old_run_files(prefix)
         ckpt.remove_files(old)
