@@ -11,20 +11,21 @@ renames it, so processes that build at once (distributed workers) do not clash.
 
 ``ALEXNET_LRN_KERNEL=off`` keeps the stock-operator graph (the same math, slower).
 """
+import functools
 import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 
 import mxnet as mx
+
+from alexnet_mxnet.base.files import atomic_write
 
 OP = 'lrn_fused'
 SWITCH = 'ALEXNET_LRN_KERNEL'
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lrn_kernel.cc')
 FLAGS = ['-O3', '-std=c++17', '-shared', '-fPIC', '-fopenmp', '-fno-math-errno']
 BUILD_TIMEOUT = 300          # seconds; a build takes about 12 s on one core
-_loaded = {}                 # 'reason': None once loaded, else why it cannot be
 
 
 def cache_dir():
@@ -57,35 +58,25 @@ def build(program, path):
     lib_api = os.path.join(root, 'src', 'lib_api.cc')
     if not os.path.isfile(lib_api):
         raise RuntimeError('this MXNet ships no src/lib_api.cc to build operators against')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix='.so', dir=os.path.dirname(path))
-    os.close(handle)
-    try:
+
+    def compile_into(temporary):
         done = subprocess.run([program] + FLAGS + ['-I', os.path.join(root, 'include'), SOURCE,
                                                     lib_api, '-o', temporary],
                               capture_output=True, text=True, timeout=BUILD_TIMEOUT)
         if done.returncode:
             lines = (done.stderr or done.stdout).strip().splitlines() or ['no output']
             raise RuntimeError('%s failed: %s' % (os.path.basename(program), lines[-1]))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def load():
-    """Build (if needed) and load the kernel once per process; None when ``lrn_fused`` is
-    ready, else one line saying why it is not."""
-    if 'reason' not in _loaded:
-        _loaded['reason'] = _load()
-    return _loaded['reason']
+    atomic_write(path, compile_into)
 
 
 def switched_off():
     return os.environ.get(SWITCH, '').lower() in ('0', 'off', 'no', 'false')
 
 
-def _load():
+@functools.lru_cache(maxsize=None)
+def load():
+    """Build (if needed) and load the kernel, once per process; None when ``lrn_fused`` is
+    ready, else one line saying why it is not."""
     if switched_off():
         return '%s=%s' % (SWITCH, os.environ[SWITCH])
     program = compiler()

@@ -219,6 +219,7 @@ def test_the_kernel_is_built_once_per_cache_and_can_be_switched_off(tmp_path):
     assert _load_in_a_process(tmp_path) == 'None'
     built = glob.glob(str(tmp_path / 'alexnet-mxnet' / '*'))
     assert len(built) == 1 and built[0].endswith('.so')
+    assert os.listdir(str(tmp_path / 'alexnet-mxnet')) == [os.path.basename(built[0])]
     when = os.stat(built[0]).st_mtime_ns
     assert _load_in_a_process(tmp_path) == 'None'          # loaded again, not rebuilt
     assert glob.glob(str(tmp_path / 'alexnet-mxnet' / '*')) == built
@@ -230,4 +231,5 @@ def test_the_kernel_is_built_once_per_cache_and_can_be_switched_off(tmp_path):
                                               ('/no/such/c++', 'No such file or directory')])
 def test_a_failed_build_is_one_line_and_leaves_nothing(tmp_path, compiler, reason):
     assert reason in _load_in_a_process(tmp_path, CXX=compiler)
-    assert glob.glob(str(tmp_path / 'alexnet-mxnet' / '*')) == []
+    cache = tmp_path / 'alexnet-mxnet'
+    assert not cache.exists() or os.listdir(str(cache)) == []    # no temporary left, hidden or not
